@@ -1,0 +1,174 @@
+"""The command line: parse arguments, call into the package, map failures to exit statuses.
+
+Exit statuses (documented in the README):
+  0  all good
+  2  bad usage or configuration (the message names the option and the fix)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+
+from pipeline import __version__
+from pipeline.simulator import (
+    DEFAULT_API_KEY,
+    TIERS,
+    ConfigError,
+    Faults,
+    Latency,
+    Limits,
+    SimulatorConfig,
+    serve,
+)
+from pipeline.simulator.service import Simulator
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+SIMULATOR_KEY_ENV = "PIPELINE_SIMULATOR_KEY"
+
+
+def _reply_tokens(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(",")
+    try:
+        return int(low), int(high or low)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 40,120), got {text!r}") from exc
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser(
+        "simulate",
+        help="run the local Messages API simulator",
+        description="Serve a local Messages API simulator (validation, rate limits, faults).",
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help=f"a key to accept (repeatable; default ${SIMULATOR_KEY_ENV} or {DEFAULT_API_KEY})",
+    )
+    limits = sim.add_argument_group("rate limits (default: none)")
+    limits.add_argument(
+        "--tier", choices=sorted(TIERS), help="start from a tier's published limits"
+    )
+    limits.add_argument("--rpm", type=int, help="requests per minute")
+    limits.add_argument("--tpm", type=int, help="combined input+output tokens per minute")
+    limits.add_argument("--itpm", type=int, help="input tokens per minute")
+    limits.add_argument("--otpm", type=int, help="output tokens per minute")
+    limits.add_argument("--max-concurrency", type=int, help="replies in progress at once")
+    limits.add_argument(
+        "--per-second", action="store_true", help="enforce limits per second (60/min = 1/s)"
+    )
+    limits.add_argument(
+        "--exact-remaining",
+        action="store_true",
+        help="report exact token 'remaining' headers instead of rounding to thousands",
+    )
+    faults = sim.add_argument_group("faults (probability per request, 0..1)")
+    for kind, text in (
+        ("overloaded", "529 overloaded_error"),
+        ("api-error", "500 api_error"),
+        ("drop", "connection cut part-way through the reply"),
+        ("slow", "reply held for --slow-seconds"),
+        ("stream-error", "event: error in the middle of a stream"),
+    ):
+        faults.add_argument(f"--{kind}", type=float, default=0.0, metavar="P", help=text)
+    faults.add_argument("--slow-seconds", type=float, default=30.0)
+    faults.add_argument("--seed", type=int, default=0, help="seed for the fault draws")
+    timing = sim.add_argument_group("latency and replies")
+    timing.add_argument("--latency", type=float, default=0.0, help="fixed seconds per reply")
+    timing.add_argument(
+        "--latency-per-token", type=float, default=0.0, help="seconds per output token"
+    )
+    timing.add_argument("--reply-tokens", type=_reply_tokens, default=(40, 120), metavar="LOW,HIGH")
+    sim.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    base = TIERS[args.tier] if args.tier else Limits()
+    explicit = {
+        "requests_per_minute": args.rpm,
+        "tokens_per_minute": args.tpm,
+        "input_tokens_per_minute": args.itpm,
+        "output_tokens_per_minute": args.otpm,
+        "max_concurrency": args.max_concurrency,
+    }
+    limits = dataclasses.replace(
+        base,
+        per_second=args.per_second,
+        **{k: v for k, v in explicit.items() if v is not None},
+    )
+    keys = args.api_keys or [os.environ.get(SIMULATOR_KEY_ENV) or DEFAULT_API_KEY]
+    return SimulatorConfig(
+        api_keys=frozenset(keys),
+        limits=limits,
+        faults=Faults(
+            overloaded=args.overloaded,
+            api_error=args.api_error,
+            drop=args.drop,
+            slow=args.slow,
+            stream_error=args.stream_error,
+            slow_seconds=args.slow_seconds,
+            seed=args.seed,
+        ),
+        latency=Latency(fixed=args.latency, per_output_token=args.latency_per_token),
+        reply_tokens=args.reply_tokens,
+        round_remaining=not args.exact_remaining,
+    )
+
+
+def _describe_limits(limits: Limits) -> str:
+    if limits.unlimited:
+        return "no rate limits"
+    parts = [
+        f"{name.replace('_', ' ')}={value:,}"
+        for name, value in vars(limits).items()
+        if value is not None and name != "per_second"
+    ]
+    return ", ".join(parts) + (" (per second)" if limits.per_second else "")
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    config = simulator_config(args)
+    key_note = (
+        DEFAULT_API_KEY if not args.api_keys and SIMULATOR_KEY_ENV not in os.environ else "<yours>"
+    )
+    print(
+        f"Messages API simulator on http://{args.host}:{args.port}  "
+        f"(key {key_note}; {_describe_limits(config.limits)})",
+        file=sys.stderr,
+    )
+    serve(Simulator(config), host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Batch document processing for the Anthropic Messages API.",
+    )
+    parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "simulate":
+            return run_simulate(args)
+    except ConfigError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_USAGE

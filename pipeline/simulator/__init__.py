@@ -1,0 +1,35 @@
+"""A local Messages API server that behaves like the real one: validation, rate limits,
+faults on demand and deterministic replies. Tests, benchmarks and ``pipeline run
+--simulate`` talk to it over real HTTP."""
+
+from pipeline.simulator.config import (
+    CONTEXT_WINDOW,
+    DEFAULT_API_KEY,
+    TIERS,
+    ConfigError,
+    Faults,
+    Latency,
+    Limits,
+    SimulatorConfig,
+)
+from pipeline.simulator.replies import request_digest
+from pipeline.simulator.server import SimulatorServer, serve
+from pipeline.simulator.service import Simulator
+from pipeline.simulator.tokenizer import count_request, count_text
+
+__all__ = [
+    "CONTEXT_WINDOW",
+    "DEFAULT_API_KEY",
+    "TIERS",
+    "ConfigError",
+    "Faults",
+    "Latency",
+    "Limits",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorServer",
+    "count_request",
+    "count_text",
+    "request_digest",
+    "serve",
+]

@@ -1,0 +1,277 @@
+"""HTTP for the simulator: an ASGI app (Starlette) over a ``Simulator``.
+
+Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens``,
+``GET /v1/models`` and ``/v1/models/{id}``; outside ``/v1``, ``GET /_simulator/stats`` and
+``POST /_simulator/reset`` for tests and benchmarks. Every response carries ``request-id``
+and the ``anthropic-ratelimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from pipeline.simulator.config import MAX_BODY_BYTES, MODELS
+from pipeline.simulator.envelope import ApiError, api_error, invalid, overloaded
+from pipeline.simulator.replies import message_body, sse, stream_events
+from pipeline.simulator.service import Simulator, Ticket, new_id
+from pipeline.simulator.validation import validate_count_tokens, validate_messages
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# A dropped connection is made by returning from the ASGI callable before the body is
+# complete; uvicorn then closes the socket and logs this line, which here is on purpose.
+_DROP_LOG = "ASGI callable returned without completing response."
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _DROP_LOG
+
+
+def quiet_intentional_drops() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in logger.filters):
+        logger.addFilter(_QuietDrops())
+
+
+async def _read_json(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    too_large = ApiError(
+        413, "request_too_large", "Request exceeds the maximum allowed number of bytes."
+    )
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError as exc:
+        raise invalid(f"There was an error parsing the body of your request: {exc}") from exc
+
+
+async def _hold(receive: Receive, seconds: float) -> bool:
+    """Wait ``seconds``; return True at once if the client goes away meanwhile."""
+    if seconds <= 0:
+        return False
+    disconnected = False
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        await anyio.sleep(seconds)
+        group.cancel_scope.cancel()
+    return disconnected
+
+
+class _Reply(Response):
+    """A reply sent by hand, so that a ``drop`` fault can cut it part-way."""
+
+    def __init__(self, sim: Simulator, ticket: Ticket, headers: dict[str, str]) -> None:
+        super().__init__(status_code=200, headers=headers)
+        self.sim = sim
+        self.ticket = ticket
+
+    def _start(self, content_type: str, length: int | None = None) -> dict[str, Any]:
+        headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        headers.append((b"content-type", content_type.encode()))
+        if length is not None:
+            headers.append((b"content-length", str(length).encode()))
+        return {"type": "http.response.start", "status": 200, "headers": headers}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ticket.request.stream:
+            await self._stream(receive, send)
+        else:
+            await self._plain(receive, send)
+
+    async def _plain(self, receive: Receive, send: Send) -> None:
+        sim, ticket = self.sim, self.ticket
+        output_tokens = ticket.reply.output_tokens
+        if await _hold(receive, sim.config.latency.seconds(output_tokens)):
+            sim.finish(ticket, output_tokens=0, refund_input=True)
+            return
+        sim.served(ticket)
+        sim.finish(ticket, output_tokens=output_tokens, refund_input=False)
+        body = json.dumps(
+            message_body(
+                ticket.reply,
+                message_id=new_id("msg"),
+                model=ticket.request.model,
+                input_tokens=ticket.request.input_tokens,
+            )
+        ).encode()
+        await send(self._start("application/json", len(body)))
+        if ticket.fault == "drop":
+            await send(
+                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+            )
+            return
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        sim, ticket = self.sim, self.ticket
+        latency = sim.config.latency
+        events = list(
+            stream_events(
+                ticket.reply,
+                message_id=new_id("msg"),
+                model=ticket.request.model,
+                input_tokens=ticket.request.input_tokens,
+            )
+        )
+        cut = len(events) // 2 if ticket.fault in ("drop", "stream_error") else None
+        await send(self._start("text/event-stream; charset=utf-8"))
+        produced = 0
+        gone = await _hold(receive, latency.fixed)
+        for index, (event, tokens) in enumerate(events):
+            if gone:
+                break
+            if index == cut:
+                if ticket.fault == "drop":
+                    sim.served(ticket)
+                    sim.finish(ticket, output_tokens=ticket.reply.output_tokens, refund_input=False)
+                    return  # connection cut mid-stream
+                error = {
+                    "type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"},
+                }
+                await send(
+                    {"type": "http.response.body", "body": sse("error", error), "more_body": True}
+                )
+                break
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            produced += tokens
+            gone = await _hold(receive, latency.per_output_token * tokens)
+        else:
+            sim.served(ticket)
+            sim.finish(ticket, output_tokens=ticket.reply.output_tokens, refund_input=False)
+            await send({"type": "http.response.body", "body": b""})
+            return
+        sim.finish(ticket, output_tokens=0, refund_input=True)
+        if not gone:
+            await send({"type": "http.response.body", "body": b""})
+
+
+def create_app(sim: Simulator) -> Starlette:
+    def error_response(err: ApiError, request_id: str) -> JSONResponse:
+        headers = {**sim.rate_limit_headers(), **err.headers, "request-id": request_id}
+        return JSONResponse(err.body(request_id), status_code=err.status, headers=headers)
+
+    def endpoint(name: str, handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            request_id = new_id("req")
+            try:
+                response = await handler(request, request_id)
+            except ApiError as err:
+                response = error_response(err, request_id)
+            sim.stats.response(name, response.status_code)
+            return response
+
+        return wrapped
+
+    async def messages(request: Request, request_id: str) -> Response:
+        sim.authenticate(request.headers)
+        parsed = validate_messages(await _read_json(request))
+        ticket = sim.admit(parsed)
+        if ticket.fault in ("overloaded", "api_error"):
+            sim.finish(ticket, output_tokens=0, refund_input=True)
+            raise overloaded() if ticket.fault == "overloaded" else api_error()
+        if ticket.fault == "slow" and await _hold(request.receive, sim.config.faults.slow_seconds):
+            sim.finish(ticket, output_tokens=0, refund_input=True)
+            return Response(status_code=499)  # the client gave up; nobody reads this
+        headers = {**sim.rate_limit_headers(), "request-id": request_id}
+        return _Reply(sim, ticket, headers)
+
+    async def count_tokens(request: Request, request_id: str) -> Response:
+        sim.authenticate(request.headers)
+        tokens = validate_count_tokens(await _read_json(request))
+        sim.admit_count()
+        headers = {**sim.rate_limit_headers(), "request-id": request_id}
+        return JSONResponse({"input_tokens": tokens}, headers=headers)
+
+    def model_entry(model_id: str, name: str, created: str) -> dict[str, str]:
+        return {"type": "model", "id": model_id, "display_name": name, "created_at": created}
+
+    async def list_models(request: Request, request_id: str) -> Response:
+        sim.authenticate(request.headers)
+        entries = [model_entry(*m) for m in MODELS]
+        ids = [e["id"] for e in entries]
+        after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
+        if after in ids:
+            entries = entries[ids.index(after) + 1 :]
+        elif before in ids:
+            entries = entries[: ids.index(before)]
+        try:
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError as exc:
+            raise invalid("limit: Input should be a valid integer") from exc
+        if not 1 <= limit <= 1000:
+            raise invalid("limit: Input should be between 1 and 1000")
+        page = entries[:limit]
+        body = {
+            "data": page,
+            "has_more": len(entries) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
+        return JSONResponse(body, headers={"request-id": request_id})
+
+    async def get_model(request: Request, request_id: str) -> Response:
+        sim.authenticate(request.headers)
+        wanted = request.path_params["model_id"]
+        for model in MODELS:
+            if model[0] == wanted:
+                return JSONResponse(model_entry(*model), headers={"request-id": request_id})
+        raise ApiError(404, "not_found_error", f"model: {wanted}")
+
+    async def stats(request: Request) -> Response:
+        body = sim.stats.as_dict()
+        body["limits"] = {k: v for k, v in vars(sim.config.limits).items() if v is not None}
+        return JSONResponse(body)
+
+    async def reset(request: Request) -> Response:
+        sim.reset()
+        return JSONResponse({"reset": True})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        err = (
+            ApiError(405, "invalid_request_error", f"Method {request.method} not allowed")
+            if status == 405
+            else ApiError(404, "not_found_error", f"Not found: {request.url.path}")
+        )
+        return error_response(err, new_id("req"))
+
+    routes = [
+        Route("/v1/messages", endpoint("messages", messages), methods=["POST"]),
+        Route(
+            "/v1/messages/count_tokens", endpoint("count_tokens", count_tokens), methods=["POST"]
+        ),
+        Route("/v1/models", endpoint("models", list_models), methods=["GET"]),
+        Route("/v1/models/{model_id}", endpoint("models", get_model), methods=["GET"]),
+        Route("/_simulator/stats", stats, methods=["GET"]),
+        Route("/_simulator/reset", reset, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})

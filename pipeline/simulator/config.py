@@ -1,0 +1,173 @@
+"""What the simulator is told: limits, faults, latency and the keys it accepts.
+
+Small frozen value classes that check themselves on construction and name the offending
+field, so a bad command line or a bad test fixture fails at once with a message to act on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+CONTEXT_WINDOW = 200_000
+MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_API_KEY = "sk-sim-local-key"
+
+# Models the simulator knows; anything else is a 404 like the real API gives.
+MODELS: tuple[tuple[str, str, str], ...] = (
+    ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-01T00:00:00Z"),
+    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
+    ("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z"),
+    ("claude-sonnet-4-20250514", "Claude Sonnet 4", "2025-05-14T00:00:00Z"),
+    ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"),
+)
+MODEL_ALIASES: dict[str, str] = {
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    "claude-opus-4-1": "claude-opus-4-1-20250805",
+    "claude-sonnet-4-0": "claude-sonnet-4-20250514",
+    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
+}
+
+
+class ConfigError(ValueError):
+    """A simulator setting is out of range; the message names the field."""
+
+
+def _check_non_negative(owner: object, name: str, *, upper: float | None = None) -> None:
+    value = getattr(owner, name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if value < 0 or (upper is not None and value > upper):
+        bound = f"between 0 and {upper}" if upper is not None else "0 or more"
+        raise ConfigError(f"{name}: must be {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A tier's rate limits. ``None`` means unlimited.
+
+    ``tokens_per_minute`` is one combined input+output budget, the way MegaLLM states its
+    tiers; ``input_tokens_per_minute`` / ``output_tokens_per_minute`` are the split budgets
+    Anthropic states. Buckets hold one minute's worth and refill continuously; with
+    ``per_second`` they hold one second's worth, the strictest way a server may enforce them.
+    """
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    input_tokens_per_minute: int | None = None
+    output_tokens_per_minute: int | None = None
+    max_concurrency: int | None = None
+    per_second: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name == "per_second":
+                continue
+            value = getattr(self, f.name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(f"{f.name}: must be a whole number of at least 1, got {value!r}")
+
+    @property
+    def unlimited(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "per_second")
+
+
+TIERS: dict[str, Limits] = {
+    # MegaLLM's published tiers (see shared/reference/messages-api.md).
+    "basic": Limits(requests_per_minute=50, tokens_per_minute=100_000, max_concurrency=10),
+    "pro": Limits(requests_per_minute=200, tokens_per_minute=400_000, max_concurrency=40),
+}
+
+
+FaultKind = Literal["overloaded", "api_error", "drop", "slow", "stream_error"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("overloaded", "api_error", "drop", "slow", "stream_error")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults injected on purpose, each with the probability that a request draws it.
+
+    The draw is seeded by ``seed``, the request's content and how many times that same
+    request was seen before, so a run is reproducible whatever order requests arrive in,
+    and a retry draws afresh.
+
+    - ``overloaded``: 529 overloaded_error (with retry-after).
+    - ``api_error``: 500 api_error.
+    - ``drop``: the reply is produced (and counted as served) but the connection is cut
+      part-way through the body: a reply lost in transit.
+    - ``slow``: the reply is held for ``slow_seconds`` first, past a sensible client timeout.
+    - ``stream_error``: a streamed reply sends ``event: error`` (overloaded) after some text.
+    """
+
+    overloaded: float = 0.0
+    api_error: float = 0.0
+    drop: float = 0.0
+    slow: float = 0.0
+    stream_error: float = 0.0
+    slow_seconds: float = 30.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for kind in FAULT_KINDS:
+            _check_non_negative(self, kind, upper=1.0)
+        if sum(getattr(self, kind) for kind in FAULT_KINDS) > 1.0:
+            raise ConfigError("faults: the rates add up to more than 1")
+        _check_non_negative(self, "slow_seconds")
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, kind) > 0 for kind in FAULT_KINDS)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """How long a reply takes: ``fixed`` seconds plus ``per_output_token`` seconds per token."""
+
+    fixed: float = 0.0
+    per_output_token: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_non_negative(self, "fixed")
+        _check_non_negative(self, "per_output_token")
+
+    def seconds(self, output_tokens: int) -> float:
+        return self.fixed + self.per_output_token * output_tokens
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    api_keys: frozenset[str] = frozenset({DEFAULT_API_KEY})
+    limits: Limits = field(default_factory=Limits)
+    faults: Faults = field(default_factory=Faults)
+    latency: Latency = field(default_factory=Latency)
+    # Replies are this many tokens long when max_tokens allows (deterministic per request
+    # within the range), so a test can make max_tokens cut them.
+    reply_tokens: tuple[int, int] = (40, 120)
+    # Real servers round token "remaining" headers to the nearest thousand.
+    round_remaining: bool = True
+    count_tokens_requests_per_minute: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.api_keys or any(not key for key in self.api_keys):
+            raise ConfigError("api_keys: give at least one non-empty key")
+        low, high = self.reply_tokens
+        if not 1 <= low <= high:
+            raise ConfigError(f"reply_tokens: need 1 <= low <= high, got {self.reply_tokens!r}")
+        limit = self.count_tokens_requests_per_minute
+        if limit is not None and limit < 1:
+            raise ConfigError("count_tokens_requests_per_minute: must be at least 1")
+
+    def __repr__(self) -> str:
+        # Keys are secrets even in a simulator: a repr that leaks them teaches bad habits.
+        return (
+            f"SimulatorConfig(api_keys=<{len(self.api_keys)} redacted>, limits={self.limits!r}, "
+            f"faults={self.faults!r}, latency={self.latency!r}, reply_tokens={self.reply_tokens!r})"
+        )

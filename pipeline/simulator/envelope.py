@@ -1,0 +1,38 @@
+"""The error replies the simulator sends, in the real API's envelope.
+
+``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ApiError(Exception):
+    """Raised inside the simulator to answer with an error status and envelope."""
+
+    status: int
+    type: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {"type": self.type, "message": self.message},
+            "request_id": request_id,
+        }
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", message)
+
+
+def overloaded() -> ApiError:
+    return ApiError(529, "overloaded_error", "Overloaded", {"retry-after": "1"})
+
+
+def api_error() -> ApiError:
+    return ApiError(500, "api_error", "Internal server error")
