@@ -37,15 +37,15 @@ class ConfigError(ValueError):
     """A simulator setting is out of range; the message names the field."""
 
 
-def _check_non_negative(owner: object, name: str, *, upper: float | None = None) -> None:
+def _check_non_negative(
+    owner: object, section: str, name: str, *, upper: float | None = None
+) -> None:
     value = getattr(owner, name)
-    if value is None:
-        return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
+        raise ConfigError(f"{section}.{name}: expected a number, got {value!r}")
     if value < 0 or (upper is not None and value > upper):
-        bound = f"between 0 and {upper}" if upper is not None else "0 or more"
-        raise ConfigError(f"{name}: must be {bound}, got {value!r}")
+        bound = f"between 0 and {upper:g}" if upper is not None else "0 or more"
+        raise ConfigError(f"{section}.{name}: must be {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ class Limits:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
-                raise ConfigError(f"{f.name}: must be a whole number of at least 1, got {value!r}")
+                raise ConfigError(
+                    f"limits.{f.name}: must be a whole number of at least 1, got {value!r}"
+                )
 
     @property
     def unlimited(self) -> bool:
@@ -117,10 +119,10 @@ class Faults:
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
-            _check_non_negative(self, kind, upper=1.0)
+            _check_non_negative(self, "faults", kind, upper=1.0)
         if sum(getattr(self, kind) for kind in FAULT_KINDS) > 1.0:
             raise ConfigError("faults: the rates add up to more than 1")
-        _check_non_negative(self, "slow_seconds")
+        _check_non_negative(self, "faults", "slow_seconds")
 
     @property
     def any(self) -> bool:
@@ -135,8 +137,8 @@ class Latency:
     per_output_token: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_non_negative(self, "fixed")
-        _check_non_negative(self, "per_output_token")
+        _check_non_negative(self, "latency", "fixed")
+        _check_non_negative(self, "latency", "per_output_token")
 
     def seconds(self, output_tokens: int) -> float:
         return self.fixed + self.per_output_token * output_tokens
