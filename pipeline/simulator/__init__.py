@@ -2,14 +2,13 @@
 faults on demand and deterministic replies. Tests, benchmarks and ``pipeline run
 --simulate`` talk to it over real HTTP."""
 
+from pipeline.errors import ConfigError
+from pipeline.limits import TIERS, Limits
 from pipeline.simulator.config import (
     CONTEXT_WINDOW,
     DEFAULT_API_KEY,
-    TIERS,
-    ConfigError,
     Faults,
     Latency,
-    Limits,
     SimulatorConfig,
 )
 from pipeline.simulator.replies import request_digest

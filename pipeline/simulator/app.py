@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pipeline.simulator.config import MAX_BODY_BYTES, MODELS
+from pipeline.simulator.config import MAX_BODY_BYTES, MODEL_ALIASES, MODELS
 from pipeline.simulator.envelope import ApiError, api_error, invalid, overloaded
 from pipeline.simulator.replies import message_body, sse, stream_events
 from pipeline.simulator.service import Simulator, Ticket, new_id
@@ -219,31 +219,36 @@ def create_app(sim: Simulator) -> Starlette:
         entries = [model_entry(*m) for m in MODELS]
         ids = [e["id"] for e in entries]
         after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
-        if after in ids:
-            entries = entries[ids.index(after) + 1 :]
-        elif before in ids:
-            entries = entries[: ids.index(before)]
         try:
             limit = int(request.query_params.get("limit", "20"))
         except ValueError as exc:
             raise invalid("limit: Input should be a valid integer") from exc
         if not 1 <= limit <= 1000:
             raise invalid("limit: Input should be between 1 and 1000")
-        page = entries[:limit]
+        if after in ids:
+            entries = entries[ids.index(after) + 1 :]
+            page, has_more = entries[:limit], len(entries) > limit
+        elif before in ids:
+            entries = entries[: ids.index(before)]
+            page, has_more = entries[-limit:], len(entries) > limit  # the page just before
+        else:
+            page, has_more = entries[:limit], len(entries) > limit
         body = {
             "data": page,
-            "has_more": len(entries) > limit,
+            "has_more": has_more,
             "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None,
         }
-        return JSONResponse(body, headers={"request-id": request_id})
+        return JSONResponse(body, headers={**sim.rate_limit_headers(), "request-id": request_id})
 
     async def get_model(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
         wanted = request.path_params["model_id"]
+        resolved = MODEL_ALIASES.get(wanted, wanted)
         for model in MODELS:
-            if model[0] == wanted:
-                return JSONResponse(model_entry(*model), headers={"request-id": request_id})
+            if model[0] == resolved:
+                headers = {**sim.rate_limit_headers(), "request-id": request_id}
+                return JSONResponse(model_entry(*model), headers=headers)
         raise ApiError(404, "not_found_error", f"model: {wanted}")
 
     async def stats(request: Request) -> Response:

@@ -7,18 +7,24 @@ field, so a bad command line or a bad test fixture fails at once with a message 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Literal
+
+from pipeline.errors import ConfigError
+from pipeline.limits import Limits
 
 CONTEXT_WINDOW = 200_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_API_KEY = "sk-sim-local-key"
 
-# Models the simulator knows; anything else is a 404 like the real API gives.
+# Models the simulator knows, newest first as the real list is; anything else is a 404.
+# (The two 4.6 entries carry placeholder dates: the simulator needs an order, not history.)
 MODELS: tuple[tuple[str, str, str], ...] = (
+    ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z"),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-01T00:00:00Z"),
     ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-01T00:00:00Z"),
-    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
     ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
+    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
     ("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z"),
     ("claude-sonnet-4-20250514", "Claude Sonnet 4", "2025-05-14T00:00:00Z"),
     ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"),
@@ -33,10 +39,6 @@ MODEL_ALIASES: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
-    """A simulator setting is out of range; the message names the field."""
-
-
 def _check_non_negative(
     owner: object, section: str, name: str, *, upper: float | None = None
 ) -> None:
@@ -46,47 +48,6 @@ def _check_non_negative(
     if value < 0 or (upper is not None and value > upper):
         bound = f"between 0 and {upper:g}" if upper is not None else "0 or more"
         raise ConfigError(f"{section}.{name}: must be {bound}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A tier's rate limits. ``None`` means unlimited.
-
-    ``tokens_per_minute`` is one combined input+output budget, the way MegaLLM states its
-    tiers; ``input_tokens_per_minute`` / ``output_tokens_per_minute`` are the split budgets
-    Anthropic states. Buckets hold one minute's worth and refill continuously; with
-    ``per_second`` they hold one second's worth, the strictest way a server may enforce them.
-    """
-
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    input_tokens_per_minute: int | None = None
-    output_tokens_per_minute: int | None = None
-    max_concurrency: int | None = None
-    per_second: bool = False
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name == "per_second":
-                continue
-            value = getattr(self, f.name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ConfigError(
-                    f"limits.{f.name}: must be a whole number of at least 1, got {value!r}"
-                )
-
-    @property
-    def unlimited(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "per_second")
-
-
-TIERS: dict[str, Limits] = {
-    # MegaLLM's published tiers (see shared/reference/messages-api.md).
-    "basic": Limits(requests_per_minute=50, tokens_per_minute=100_000, max_concurrency=10),
-    "pro": Limits(requests_per_minute=200, tokens_per_minute=400_000, max_concurrency=40),
-}
 
 
 FaultKind = Literal["overloaded", "api_error", "drop", "slow", "stream_error"]

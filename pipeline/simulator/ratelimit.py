@@ -18,45 +18,10 @@ A refusal names the binding limit and how long until it would admit the same req
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipeline.simulator.config import Limits
-
-Clock = Callable[[], float]
-
-
-class TokenBucket:
-    def __init__(self, per_minute: int, *, per_second: bool, clock: Clock) -> None:
-        self.per_minute = per_minute
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate) if per_second else float(per_minute)
-        self._clock = clock
-        self._level = self.capacity
-        self._stamp = clock()
-
-    def level(self) -> float:
-        now = self._clock()
-        self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
-        self._stamp = now
-        return self._level
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until ``amount`` could be taken (0 if it can be now)."""
-        need = min(amount, self.capacity)
-        short = need - self.level()
-        return max(0.0, short / self.rate)
-
-    def take(self, amount: float) -> None:
-        self.level()
-        self._level -= amount
-
-    def refund(self, amount: float) -> None:
-        self._level = min(self.capacity, self.level() + amount)
-
-    def seconds_to_full(self) -> float:
-        return (self.capacity - self.level()) / self.rate
+from pipeline.limits import Clock, Limits, TokenBucket
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pipeline.limits import Clock, TokenBucket
 from pipeline.simulator import faults as fault_draw
 from pipeline.simulator.config import FaultKind, SimulatorConfig
 from pipeline.simulator.envelope import ApiError
-from pipeline.simulator.ratelimit import Clock, RateLimiter, TokenBucket
+from pipeline.simulator.ratelimit import RateLimiter
 from pipeline.simulator.replies import Reply, make_reply, request_digest
 from pipeline.simulator.stats import Stats
 from pipeline.simulator.validation import MessagesRequest

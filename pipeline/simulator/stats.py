@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
-from pipeline.simulator.ratelimit import Clock
+from pipeline.limits import Clock
 
 MAX_REFUSAL_TIMES = 10_000
 

@@ -34,9 +34,28 @@ _MESSAGE_KEYS = frozenset(
         "thinking",
         "container",
         "mcp_servers",
+        # Accepted so that current SDKs work; they change nothing in a simulated reply.
+        "cache_control",
+        "output_config",
+        "inference_geo",
+        "speed",
+        "diagnostics",
+        "user_profile_id",
     }
 )
-_COUNT_KEYS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
+_COUNT_KEYS = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "cache_control",
+        "output_config",
+        "speed",
+    }
+)
 _BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result")
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
