@@ -6,8 +6,9 @@ import anyio
 import httpx
 import pytest
 
+from pipeline.limits import TokenBucket
 from pipeline.simulator import Latency, Limits, SimulatorConfig, count_request
-from pipeline.simulator.ratelimit import RateLimiter, TokenBucket
+from pipeline.simulator.ratelimit import RateLimiter
 from tests.conftest import FakeClock, StartSimulator
 from tests.simulator.support import VERSION, body, call, error_of
 

@@ -1,0 +1,283 @@
+"""Tier limits, and the pacer that keeps a run inside them.
+
+The server enforces each per-minute limit as a token bucket refilled continuously (see
+``shared/reference/messages-api.md``). The ``Pacer`` mirrors those buckets on the client so
+that requests leave at the rate the tier allows and not faster:
+
+- Even pacing. Its buckets hold one second's worth, never a minute's: a server may enforce
+  60/min as 1/s, so a minute's quota is never burst on a guess.
+- Reservations. Each request reserves one request and its estimated input tokens before it
+  is sent; ``settle`` reconciles with the ``usage`` the reply reports and charges the output
+  tokens, which the server counts as they are produced. A request larger than a bucket waits
+  for a full bucket and leaves it in debt: it runs, slowly, instead of hanging.
+- Server feedback. ``observe`` reads ``anthropic-ratelimit-*-remaining``: when the server has
+  less left than the pacer thought, the pacer slows down before the server refuses; when it
+  reports more (a bucket left full by an idle minute), the pacer may use exactly that, minus
+  what it has sent since, and never more. Limits the server states but the job did not are
+  adopted.
+- One cooldown. A 429 anywhere pauses every caller until its ``retry-after``.
+
+The clock and the sleep are injected, so tests run on virtual time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, fields
+
+import anyio
+
+from pipeline.errors import ConfigError
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
+# Token "remaining" headers are rounded to the nearest thousand: trust them 500 less.
+_TOKEN_ROUNDING = 500
+_HISTORY_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A tier's rate limits. ``None`` means unlimited.
+
+    ``tokens_per_minute`` is one combined input+output budget, the way MegaLLM states its
+    tiers; ``input_tokens_per_minute`` / ``output_tokens_per_minute`` are the split budgets
+    Anthropic states. ``per_second`` says the server enforces them per second (its buckets
+    hold one second's worth): the simulator enforces that; the pacer always paces so.
+    """
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    input_tokens_per_minute: int | None = None
+    output_tokens_per_minute: int | None = None
+    max_concurrency: int | None = None
+    per_second: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name == "per_second":
+                continue
+            value = getattr(self, f.name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(
+                    f"limits.{f.name}: must be a whole number of at least 1, got {value!r}"
+                )
+
+    @property
+    def unlimited(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "per_second")
+
+    def per_minute(self, resource: str) -> int | None:
+        value: int | None = getattr(self, f"{resource}_per_minute")
+        return value
+
+
+TIERS: dict[str, Limits] = {
+    # MegaLLM's published tiers (see shared/reference/messages-api.md).
+    "basic": Limits(requests_per_minute=50, tokens_per_minute=100_000, max_concurrency=10),
+    "pro": Limits(requests_per_minute=200, tokens_per_minute=400_000, max_concurrency=40),
+}
+
+
+class TokenBucket:
+    """A bucket refilled continuously at ``per_minute / 60`` a second.
+
+    It holds a minute's worth, or a second's with ``per_second`` (at least one unit). Taking
+    more than there is leaves it in debt. A level set above capacity (by server feedback) is
+    kept until used; refilling never takes a bucket past its capacity.
+    """
+
+    def __init__(self, per_minute: int, *, per_second: bool, clock: Clock) -> None:
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate) if per_second else float(per_minute)
+        self._clock = clock
+        self._level = self.capacity
+        self._stamp = clock()
+
+    def level(self) -> float:
+        now = self._clock()
+        if self._level < self.capacity:
+            self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+        return self._level
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` could be taken (0 if it can be now)."""
+        need = min(amount, self.capacity)
+        short = need - self.level()
+        return max(0.0, short / self.rate)
+
+    def take(self, amount: float) -> None:
+        self.level()
+        self._level -= amount
+
+    def refund(self, amount: float) -> None:
+        self._level = min(max(self.capacity, self._level), self.level() + amount)
+
+    def set_level(self, level: float) -> None:
+        self.level()
+        self._level = level
+
+    def seconds_to_full(self) -> float:
+        return max(0.0, (self.capacity - self.level()) / self.rate)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one request took from the pacer, to be settled when it ends."""
+
+    sent_at: float
+    input_tokens: int
+
+
+class _History:
+    """Running totals of reservations, to tell what was sent after a given moment."""
+
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._before: list[tuple[int, int]] = []  # totals just before each reservation
+        self._requests = 0
+        self._tokens = 0
+
+    def add(self, at: float, tokens: int) -> None:
+        self._times.append(at)
+        self._before.append((self._requests, self._tokens))
+        self._requests += 1
+        self._tokens += tokens
+        if self._times[0] < at - 2 * _HISTORY_SECONDS:
+            cut = bisect.bisect_left(self._times, at - _HISTORY_SECONDS)
+            del self._times[:cut], self._before[:cut]
+
+    def since(self, moment: float) -> tuple[int, int]:
+        """Requests and input tokens reserved strictly after ``moment``."""
+        index = bisect.bisect_right(self._times, moment)
+        if index == len(self._times):
+            return 0, 0
+        requests, tokens = self._before[index]
+        return self._requests - requests, self._tokens - tokens
+
+
+class Pacer:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+        follow_server: bool = True,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._follow = follow_server
+        self._lock = anyio.Lock()
+        self._cooldown_until = clock()
+        self._history = _History()
+        self.buckets: dict[str, TokenBucket] = {}
+        for resource in RESOURCES:
+            per_minute = limits.per_minute(resource)
+            if per_minute is not None:
+                self.buckets[resource] = self._bucket(per_minute)
+        self.waited = 0.0
+        self.cooldowns = 0
+
+    def _bucket(self, per_minute: int) -> TokenBucket:
+        return TokenBucket(per_minute, per_second=True, clock=self._clock)
+
+    def _wait(self, input_tokens: int) -> float:
+        wait = self._cooldown_until - self._clock()
+        needs = {"requests": 1.0, "tokens": input_tokens, "input_tokens": input_tokens}
+        for resource, bucket in self.buckets.items():
+            # Output is charged after the fact: a new request only needs it out of debt.
+            wait = max(wait, bucket.wait_for(needs.get(resource, 1e-9)))
+        return wait
+
+    async def acquire(self, input_tokens: int) -> Reservation:
+        """Wait until the limits allow one more request of ``input_tokens``; reserve it.
+
+        Callers are served first come, first served.
+        """
+        async with self._lock:
+            while (wait := self._wait(input_tokens)) > 0:
+                self.waited += wait
+                await self._sleep(wait)
+            for resource, amount in (
+                ("requests", 1),
+                ("tokens", input_tokens),
+                ("input_tokens", input_tokens),
+            ):
+                if resource in self.buckets:
+                    self.buckets[resource].take(amount)
+            now = self._clock()
+            self._history.add(now, input_tokens)
+            return Reservation(now, input_tokens)
+
+    def settle(
+        self, reservation: Reservation, *, input_tokens: int | None, output_tokens: int
+    ) -> None:
+        """Reconcile a reservation with what the server charged.
+
+        ``input_tokens`` is what counts against the input budget (``input_tokens`` plus
+        ``cache_creation_input_tokens``), or None when the request failed before a reply:
+        then the reserved input goes back.
+        """
+        actual = 0 if input_tokens is None else input_tokens
+        for resource in ("tokens", "input_tokens"):
+            if resource in self.buckets:
+                self.buckets[resource].refund(reservation.input_tokens - actual)
+        for resource in ("tokens", "output_tokens"):
+            if resource in self.buckets and output_tokens:
+                self.buckets[resource].take(output_tokens)
+
+    def cooldown(self, seconds: float) -> None:
+        """Pause every caller for ``seconds`` (a 429's retry-after)."""
+        self.cooldowns += 1
+        self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)
+
+    def observe(self, headers: Mapping[str, str], sent_at: float) -> None:
+        """Take in the server's ``anthropic-ratelimit-*`` headers from a reply to a request
+        sent at ``sent_at``.
+
+        The server's figure is taken as of ``sent_at``: since then its bucket has refilled,
+        and the requests sent after it have drawn on it.
+        """
+        sent_requests, sent_tokens = self._history.since(sent_at)
+        elapsed = max(0.0, self._clock() - sent_at)
+        for resource in RESOURCES:
+            prefix = f"anthropic-ratelimit-{resource.replace('_', '-')}"
+            remaining = _number(headers.get(f"{prefix}-remaining"))
+            if remaining is None:
+                continue
+            bucket = self.buckets.get(resource)
+            if bucket is None:
+                limit = _number(headers.get(f"{prefix}-limit"))
+                if limit is None or limit < 1:
+                    continue
+                bucket = self.buckets[resource] = self._bucket(int(limit))
+            allowed = remaining + bucket.rate * elapsed
+            if resource == "requests":
+                allowed -= sent_requests
+            elif resource != "output_tokens":
+                allowed -= sent_tokens
+            current = bucket.level()
+            if allowed < current:
+                bucket.set_level(allowed)
+            elif self._follow:
+                trusted = allowed if resource == "requests" else allowed - _TOKEN_ROUNDING
+                if trusted > current:
+                    bucket.set_level(min(trusted, float(bucket.per_minute)))
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
