@@ -179,6 +179,7 @@ class Pacer:
         self._lock = anyio.Lock()
         self._cooldown_until = clock()
         self._history = _History()
+        self._server_capacity: dict[str, float] = {}
         self.buckets: dict[str, TokenBucket] = {}
         for resource in RESOURCES:
             per_minute = limits.per_minute(resource)
@@ -240,13 +241,15 @@ class Pacer:
         self.cooldowns += 1
         self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)
 
-    def observe(self, headers: Mapping[str, str], sent_at: float) -> None:
-        """Take in the server's ``anthropic-ratelimit-*`` headers from a reply to a request
-        sent at ``sent_at``.
+    def observe(self, headers: Mapping[str, str], reservation: Reservation) -> None:
+        """Take in the server's ``anthropic-ratelimit-*`` headers from the reply to the
+        request that made ``reservation``.
 
-        The server's figure is taken as of ``sent_at``: since then its bucket has refilled,
-        and the requests sent after it have drawn on it.
+        The server's figure is taken as of the moment that request was sent: since then its
+        bucket has refilled (never past the largest it has shown itself to be), and the
+        requests sent after it have drawn on it.
         """
+        sent_at = reservation.sent_at
         sent_requests, sent_tokens = self._history.since(sent_at)
         elapsed = max(0.0, self._clock() - sent_at)
         for resource in RESOURCES:
@@ -260,16 +263,24 @@ class Pacer:
                 if limit is None or limit < 1:
                     continue
                 bucket = self.buckets[resource] = self._bucket(int(limit))
-            allowed = remaining + bucket.rate * elapsed
-            if resource == "requests":
-                allowed -= sent_requests
-            elif resource != "output_tokens":
-                allowed -= sent_tokens
+            own, since = {
+                "requests": (1, sent_requests),
+                "output_tokens": (0, 0),
+            }.get(resource, (reservation.input_tokens, sent_tokens))
+            # What the server's bucket can hold, as far as it has shown: a server that
+            # enforces per second never reports more than a second's worth.
+            seen = self._server_capacity[resource] = max(
+                self._server_capacity.get(resource, 0.0), remaining + own
+            )
+            allowed = min(remaining + bucket.rate * elapsed, seen) - since
             current = bucket.level()
             if allowed < current:
                 bucket.set_level(allowed)
             elif self._follow:
-                trusted = allowed if resource == "requests" else allowed - _TOKEN_ROUNDING
+                # Replies can overtake each other on the way, so a figure may miss a request
+                # or two sent just before; and token figures are rounded. Raise only past that.
+                margin = 2 * own + (0 if resource == "requests" else _TOKEN_ROUNDING)
+                trusted = allowed - margin
                 if trusted > current:
                     bucket.set_level(min(trusted, float(bucket.per_minute)))
 

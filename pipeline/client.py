@@ -1,0 +1,445 @@
+"""HTTP to the Messages API: one shared ``httpx.AsyncClient`` per run.
+
+This is the boundary where HTTP becomes the package's own types: a ``Reply``, or an error
+from ``pipeline.errors`` decided by status code and API error type (never message text),
+carrying the ``request-id``. httpx's exceptions are translated here and go no further.
+The API key lives in an ``ApiKey``, which never shows its value in a repr, a log or an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from httpx_sse import EventSource, SSEError
+
+from pipeline import __version__
+from pipeline.errors import (
+    AuthenticationFailed,
+    BillingProblem,
+    BrokenReply,
+    ConfigError,
+    Conflict,
+    ConnectionFailed,
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    PermissionDenied,
+    PipelineError,
+    RateLimited,
+    ReplyTimedOut,
+    RequestTimeout,
+    RequestTooLarge,
+    ServerError,
+    SpendCapReached,
+)
+from pipeline.models import Reply, Usage
+
+API_VERSION = "2023-06-01"
+ANTHROPIC_URL = "https://api.anthropic.com"
+MEGALLM_URL = "https://ai.megallm.io"
+KEY_VARIABLES = ("MEGALLM_API_KEY", "ANTHROPIC_API_KEY")
+BASE_URL_VARIABLE = "ANTHROPIC_BASE_URL"
+SPEND_CAP_CODE = "enforced_spend_limit_reached"
+
+HeadersObserver = Callable[[Mapping[str, str]], None]
+
+
+class ApiKey:
+    """An API key that keeps itself out of reprs, logs and error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey('**redacted**')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an ApiKey is not pickled: it would write the key out")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: ApiKey = field(repr=False)
+    key_source: str = "given"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or self.base_url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_base_url(url: str, *, allow_insecure: bool = False) -> str:
+    """``https://host[:port][/prefix]``: no trailing slash or ``/v1`` (the paths add it)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"endpoint.base_url: {url!r} is not an http(s) URL; use e.g. {MEGALLM_URL}"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure:
+        raise ConfigError(
+            f"endpoint.base_url: {url!r} is plain http to a host that is not this machine: "
+            "the API key would cross the network unencrypted. Use https, or allow it "
+            "explicitly with endpoint.allow_insecure_http = true."
+        )
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/v1")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def resolve_endpoint(
+    *,
+    base_url: str | None = None,
+    key_variable: str | None = None,
+    env: Mapping[str, str] | None = None,
+    allow_insecure: bool = False,
+) -> Endpoint:
+    """Find the key (the job's variable, else MEGALLM_API_KEY, else ANTHROPIC_API_KEY) and
+    the base URL (given, else $ANTHROPIC_BASE_URL, else the provider the key belongs to)."""
+    env = os.environ if env is None else env
+    names = (key_variable, *KEY_VARIABLES) if key_variable else KEY_VARIABLES
+    source = next((name for name in names if env.get(name, "").strip()), None)
+    if source is None:
+        wanted = " or ".join(f"${n}" for n in names)
+        raise ConfigError(
+            f"No API key: set {wanted} to your key, or add --simulate to run against the "
+            "local simulator without one."
+        )
+    default = MEGALLM_URL if source == "MEGALLM_API_KEY" else ANTHROPIC_URL
+    url = base_url or env.get(BASE_URL_VARIABLE) or default
+    return Endpoint(
+        base_url=normalise_base_url(url, allow_insecure=allow_insecure),
+        api_key=ApiKey(env[source].strip()),
+        key_source=f"${source}",
+    )
+
+
+def read_timeout(max_tokens: int) -> float:
+    """Long enough for a plain (non-streamed) reply of ``max_tokens`` at a slow 25 tokens/s."""
+    return min(600.0, max(60.0, 30.0 + max_tokens / 25.0))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _should_retry(headers: Mapping[str, str]) -> bool | None:
+    value = headers.get("x-should-retry", "").lower()
+    return {"true": True, "false": False}.get(value)
+
+
+def _error_from_status(
+    status: int, body: Any, headers: Mapping[str, str], endpoint: Endpoint
+) -> PipelineError:
+    error = body.get("error") if isinstance(body, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    error_type = str(error.get("type") or "") or None
+    message = str(error.get("message") or "") or f"HTTP {status} with no error message"
+    request_id = headers.get("request-id") or (
+        body.get("request_id") if isinstance(body, Mapping) else None
+    )
+    retry_after = _retry_after(headers)
+
+    def make(kind: type[PipelineError], text: str) -> PipelineError:
+        return kind(
+            text,
+            status=status,
+            error_type=error_type,
+            request_id=request_id,
+            retry_after=retry_after,
+            should_retry=_should_retry(headers),
+        )
+
+    where = endpoint.base_url
+    if status == 401:
+        return make(
+            AuthenticationFailed,
+            f"The API key from {endpoint.key_source} was refused by {where}: {message}. "
+            "Check that the key is right for this endpoint.",
+        )
+    if status == 402:
+        return make(BillingProblem, f"{where} refused to bill this account: {message}.")
+    if status == 403:
+        return make(
+            PermissionDenied,
+            f"The key may not do this at {where}: {message}. Check its permissions.",
+        )
+    if status == 404:
+        return make(
+            ModelNotFound,
+            f"{where} answered 'not found': {message}. Check the model name (GET "
+            f"{where}/v1/models lists them) and the base URL.",
+        )
+    if status == 429:
+        top = body if isinstance(body, Mapping) else {}
+        code = error.get("error_code") or top.get("error_code")
+        if code == SPEND_CAP_CODE and retry_after is None:
+            return make(
+                SpendCapReached,
+                f"The account's spend limit is reached at {where}: {message}. Raise the limit "
+                "or wait for it to reset, then run again: finished work is kept.",
+            )
+        return make(RateLimited, message)
+    if status == 413:
+        return make(RequestTooLarge, message)
+    if status == 408:
+        return make(RequestTimeout, message)
+    if status == 409:
+        return make(Conflict, message)
+    if status == 529:
+        return make(Overloaded, message)
+    if status >= 500:
+        return make(ServerError, message)
+    return make(InvalidRequest, message)
+
+
+def _reply_from_message(message: Any, request_id: str | None) -> Reply:
+    if not isinstance(message, Mapping) or message.get("type") != "message":
+        raise BrokenReply(
+            "The reply is not a Messages API message", status=200, request_id=request_id
+        )
+    content = message.get("content")
+    return Reply(
+        message_id=str(message.get("id", "")),
+        model=str(message.get("model", "")),
+        content=tuple(content) if isinstance(content, list) else (),
+        stop_reason=message.get("stop_reason"),
+        stop_sequence=message.get("stop_sequence"),
+        usage=Usage.from_api(message.get("usage")),
+        request_id=request_id,
+    )
+
+
+class _StreamAssembler:
+    """Builds the final message from SSE events, as the SDK's ``get_final_message`` does."""
+
+    def __init__(self, request_id: str | None) -> None:
+        self.request_id = request_id
+        self.message: dict[str, Any] | None = None
+        self.partial_json: dict[int, str] = {}
+        self.done = False
+
+    def feed(self, event: str, data: Any) -> None:
+        if event == "error":
+            error = data.get("error", {}) if isinstance(data, Mapping) else {}
+            kind = Overloaded if error.get("type") == "overloaded_error" else ServerError
+            raise kind(
+                f"The stream broke off with an error: {error.get('message', 'unknown')}",
+                status=200,
+                error_type=error.get("type"),
+                request_id=self.request_id,
+            )
+        if event == "message_start":
+            self.message = dict(data["message"])
+            self.message["content"] = []
+            return
+        if self.message is None:
+            return
+        blocks: list[dict[str, Any]] = self.message["content"]
+        if event == "content_block_start":
+            blocks.append(dict(data["content_block"]))
+        elif event == "content_block_delta":
+            index, delta = data["index"], data["delta"]
+            if delta.get("type") == "text_delta":
+                blocks[index]["text"] = blocks[index].get("text", "") + delta["text"]
+            elif delta.get("type") == "input_json_delta":
+                self.partial_json[index] = self.partial_json.get(index, "") + delta["partial_json"]
+        elif event == "content_block_stop":
+            index = data["index"]
+            if index in self.partial_json:
+                blocks[index]["input"] = json.loads(self.partial_json.pop(index) or "{}")
+        elif event == "message_delta":
+            self.message.update(data.get("delta", {}))
+            self.message["usage"] = {**self.message.get("usage", {}), **data.get("usage", {})}
+        elif event == "message_stop":
+            self.done = True
+
+    def reply(self) -> Reply:
+        if not self.done or self.message is None:
+            raise BrokenReply(
+                "The stream ended before the message was complete",
+                status=200,
+                request_id=self.request_id,
+            )
+        return _reply_from_message(self.message, self.request_id)
+
+
+class MessagesClient:
+    """Sends Messages API requests; use as ``async with MessagesClient(...) as client``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        concurrency: int = 10,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self._connect_timeout = connect_timeout
+        self._http = httpx.AsyncClient(
+            base_url=endpoint.base_url,
+            headers={
+                "x-api-key": endpoint.api_key.reveal(),
+                "anthropic-version": API_VERSION,
+                "content-type": "application/json",
+                "user-agent": f"pipeline/{__version__} (batch document processing)",
+            },
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"MessagesClient(base_url={self.endpoint.base_url!r})"
+
+    async def __aenter__(self) -> MessagesClient:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+    def _timeout(self, max_tokens: int) -> httpx.Timeout:
+        return httpx.Timeout(read_timeout(max_tokens), connect=self._connect_timeout)
+
+    def _fail(self, response: httpx.Response) -> PipelineError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return _error_from_status(response.status_code, body, response.headers, self.endpoint)
+
+    def _translate(self, exc: httpx.HTTPError) -> PipelineError:
+        host = self.endpoint.host
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return ConnectionFailed(f"Could not connect to {host}: {exc or type(exc).__name__}")
+        if isinstance(exc, httpx.TimeoutException):
+            return ReplyTimedOut(f"{host} did not reply in time ({type(exc).__name__})")
+        return BrokenReply(f"The connection to {host} broke: {exc or type(exc).__name__}")
+
+    async def create(
+        self,
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+        on_headers: HeadersObserver | None = None,
+    ) -> Reply:
+        """POST /v1/messages and return the reply, or raise the matching error."""
+        max_tokens = int(params.get("max_tokens", 1024))
+        try:
+            if stream:
+                return await self._create_streamed(params, max_tokens, on_headers)
+            response = await self._http.post(
+                "/v1/messages", json=dict(params), timeout=self._timeout(max_tokens)
+            )
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if on_headers is not None:
+            on_headers(response.headers)
+        if response.status_code != 200:
+            raise self._fail(response)
+        request_id = response.headers.get("request-id")
+        try:
+            message = response.json()
+        except ValueError as exc:
+            raise BrokenReply(
+                "The reply's body is not JSON", status=200, request_id=request_id
+            ) from exc
+        return _reply_from_message(message, request_id)
+
+    async def _create_streamed(
+        self, params: Mapping[str, Any], max_tokens: int, on_headers: HeadersObserver | None
+    ) -> Reply:
+        body = {**params, "stream": True}
+        async with self._http.stream(
+            "POST", "/v1/messages", json=body, timeout=self._timeout(max_tokens)
+        ) as response:
+            if on_headers is not None:
+                on_headers(response.headers)
+            if response.status_code != 200:
+                await response.aread()
+                raise self._fail(response)
+            assembler = _StreamAssembler(response.headers.get("request-id"))
+            try:
+                async for event in EventSource(response).aiter_sse():
+                    assembler.feed(event.event, json.loads(event.data) if event.data else {})
+            except (SSEError, ValueError, KeyError, IndexError, TypeError) as exc:
+                raise BrokenReply(
+                    f"The stream could not be read: {exc}",
+                    status=200,
+                    request_id=assembler.request_id,
+                ) from exc
+            return assembler.reply()
+
+    async def count_tokens(self, params: Mapping[str, Any]) -> int:
+        """Exact input tokens of a request, from POST /v1/messages/count_tokens (free)."""
+        wanted = ("model", "messages", "system", "tools", "tool_choice")
+        body = {key: params[key] for key in wanted if key in params}
+        try:
+            response = await self._http.post("/v1/messages/count_tokens", json=body)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if response.status_code != 200:
+            raise self._fail(response)
+        try:
+            return int(response.json()["input_tokens"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokenReply("count_tokens replied without input_tokens", status=200) from exc
+
+    async def check(self) -> None:
+        """Fail fast before a run: is the host reachable, and is the key accepted?
+
+        ``GET /v1/models`` costs nothing. A gateway that does not serve it (404) passes.
+        """
+        try:
+            response = await self._http.get("/v1/models", params={"limit": 1})
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if response.status_code in (401, 402, 403):
+            raise self._fail(response)

@@ -1,0 +1,98 @@
+"""The types that cross between stages. Frozen: a stage hands them on, never edits them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @classmethod
+    def from_api(cls, usage: Mapping[str, Any] | None) -> Usage:
+        usage = usage or {}
+        return cls(
+            **{name: int(usage.get(name) or 0) for name in cls.__dataclass_fields__},
+        )
+
+    @property
+    def counted_input(self) -> int:
+        """What counts against an input-tokens-per-minute limit (cache reads do not)."""
+        return self.input_tokens + self.cache_creation_input_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            *(getattr(self, n) + getattr(other, n) for n in Usage.__dataclass_fields__),
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful Messages API reply."""
+
+    message_id: str
+    model: str
+    content: tuple[Mapping[str, Any], ...]
+    stop_reason: str | None
+    stop_sequence: str | None
+    usage: Usage
+    request_id: str | None
+
+    @property
+    def text(self) -> str:
+        return "".join(str(b.get("text", "")) for b in self.content if b.get("type") == "text")
+
+    @property
+    def tool_input(self) -> Mapping[str, Any] | None:
+        for block in self.content:
+            if block.get("type") == "tool_use":
+                value: Mapping[str, Any] = block.get("input") or {}
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Messages API request to make: ``key`` names it in results, ``params`` is the body."""
+
+    key: str
+    params: Mapping[str, Any]
+    input_tokens: int  # the estimate reserved against the limits before sending
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.params.get("max_tokens", 0))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a call, as it went."""
+
+    number: int
+    started_at: float  # wall-clock seconds since the epoch
+    latency_s: float
+    status: int | None
+    error_kind: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How a call ended: a reply, or the error a user can act on; and every attempt."""
+
+    call: Call
+    reply: Reply | None
+    error: PipelineError | None
+    attempts: tuple[Attempt, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.reply is not None

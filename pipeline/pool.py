@@ -1,0 +1,240 @@
+"""The worker pool: calls in, results out, within the tier's limits.
+
+Calls stream through a bounded memory stream to ``concurrency`` workers; results stream
+through another to one sink, as they arrive. Memory grows with the concurrency, never with
+the number of calls. Each call is retried by ``pipeline.retry`` and paced by the shared
+``Pacer``; a request holds a concurrency slot from just before it is paced until its reply
+is read, so a slot never waits on a burst it did not get.
+
+A call that can never succeed becomes a result with its error. A run-fatal error (a refused
+key, an unknown model, a spend cap) stops the run at once: no new request is sent, the
+results already finished still reach the sink, and the error is raised to the caller.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from pipeline.client import MessagesClient
+from pipeline.errors import (
+    ConnectionFailed,
+    HostUnreachable,
+    PipelineError,
+    RateLimited,
+    RequestFailed,
+    RetriesExhausted,
+    RunFatal,
+    Transient,
+)
+from pipeline.limits import Clock, Limits, Pacer, Sleep
+from pipeline.models import Attempt, Call, CallResult, Reply
+from pipeline.retry import RetryPolicy, call_with_retries
+
+Sink = Callable[[CallResult], Awaitable[None]]
+DEFAULT_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """What a pool run did, for the report."""
+
+    calls: int
+    succeeded: int
+    failed: int
+    attempts: int
+    errors: dict[str, int]
+
+
+class Engine:
+    """Runs calls through one client within one set of limits."""
+
+    def __init__(
+        self,
+        client: MessagesClient,
+        limits: Limits,
+        *,
+        retry: RetryPolicy | None = None,
+        stream: bool = False,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        sleep: Sleep = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.limits = limits
+        self.retry = retry or RetryPolicy()
+        self.stream = stream
+        self.concurrency = limits.max_concurrency or DEFAULT_CONCURRENCY
+        self.pacer = Pacer(limits, clock=clock, sleep=sleep)
+        self._slots = anyio.CapacityLimiter(self.concurrency)
+        self._clock, self._wall, self._sleep = clock, wall, sleep
+        self._rng = rng or random.Random()
+        self.errors: Counter[str] = Counter()
+        self.attempts = 0
+        self.connected = False  # has the server answered anything yet?
+
+    async def _attempt(self, call: Call, attempts: list[Attempt]) -> Reply:
+        async with self._slots:
+            reservation = await self.pacer.acquire(call.input_tokens)
+            started, began = self._wall(), self._clock()
+            self.attempts += 1
+            try:
+                reply = await self.client.create(
+                    call.params,
+                    stream=self.stream,
+                    on_headers=lambda headers: self.pacer.observe(headers, reservation),
+                )
+            except PipelineError as exc:
+                self.pacer.settle(reservation, input_tokens=None, output_tokens=0)
+                self.errors[exc.kind] += 1
+                self.connected = self.connected or exc.status is not None
+                if isinstance(exc, RateLimited):
+                    wait = exc.retry_after
+                    if wait is None:
+                        wait = self.retry.wait_s(1, exc, self._rng)
+                    self.pacer.cooldown(wait)
+                attempts.append(
+                    Attempt(
+                        number=len(attempts) + 1,
+                        started_at=started,
+                        latency_s=self._clock() - began,
+                        status=exc.status,
+                        error_kind=exc.kind,
+                        request_id=exc.request_id,
+                    )
+                )
+                raise
+            self.connected = True
+            usage = reply.usage
+            self.pacer.settle(
+                reservation, input_tokens=usage.counted_input, output_tokens=usage.output_tokens
+            )
+            attempts.append(
+                Attempt(
+                    number=len(attempts) + 1,
+                    started_at=started,
+                    latency_s=self._clock() - began,
+                    status=200,
+                    request_id=reply.request_id,
+                )
+            )
+            return reply
+
+    async def execute(self, call: Call) -> CallResult:
+        """Make one call, with retries. Raises only ``RunFatal``."""
+        attempts: list[Attempt] = []
+        try:
+            reply = await call_with_retries(
+                lambda: self._attempt(call, attempts),
+                self.retry,
+                clock=self._clock,
+                sleep=self._sleep,
+                rng=self._rng,
+            )
+        except RunFatal:
+            raise
+        except Transient as exc:
+            if isinstance(exc, ConnectionFailed) and not self.connected:
+                raise HostUnreachable(
+                    f"{exc.message}; gave up after {len(attempts)} attempts. Check the base "
+                    "URL and the network, then run again: finished work is kept."
+                ) from exc
+            error: PipelineError = RetriesExhausted(
+                f"Gave up after {len(attempts)} attempts: {exc.message}. Run again later to "
+                "retry this document.",
+                status=exc.status,
+                error_type=exc.error_type,
+                request_id=exc.request_id,
+            )
+            return CallResult(call, None, error, tuple(attempts))
+        except RequestFailed as exc:
+            return CallResult(call, None, exc, tuple(attempts))
+        return CallResult(call, reply, None, tuple(attempts))
+
+    async def preflight(self, attempts: int = 3) -> None:
+        """Fail fast, before any document is sent: a refused key or an unreachable host
+        stops the run here with a message that says what to fix."""
+        quick = RetryPolicy(max_attempts=attempts, initial_wait_s=0.5, max_wait_s=2.0)
+        try:
+            await call_with_retries(
+                self.client.check, quick, clock=self._clock, sleep=self._sleep, rng=self._rng
+            )
+        except ConnectionFailed as exc:
+            raise HostUnreachable(
+                f"{exc.message}. Check the base URL ({self.client.endpoint.base_url}) and the "
+                "network."
+            ) from exc
+        except Transient:
+            return  # the host answers; the run's own retries handle a busy server
+        self.connected = True
+
+    async def run(
+        self, calls: Iterable[Call] | AsyncIterable[Call], sink: Sink, *, check: bool = True
+    ) -> RunTotals:
+        """Run every call; hand each result to ``sink`` as it arrives."""
+        if check:
+            await self.preflight()
+        fatal: list[RunFatal] = []
+        totals: Counter[str] = Counter()
+        send_calls, receive_calls = anyio.create_memory_object_stream[Call](self.concurrency)
+        send_results, receive_results = anyio.create_memory_object_stream[CallResult](
+            self.concurrency
+        )
+
+        async def feed() -> None:
+            async with send_calls:
+                if isinstance(calls, AsyncIterable):
+                    async for call in calls:
+                        await send_calls.send(call)
+                else:
+                    for call in calls:
+                        await send_calls.send(call)
+
+        async def work(
+            inbox: ObjectReceiveStream[Call],
+            outbox: ObjectSendStream[CallResult],
+            stop: anyio.CancelScope,
+        ) -> None:
+            async with inbox, outbox:
+                async for call in inbox:
+                    try:
+                        result = await self.execute(call)
+                    except RunFatal as exc:
+                        fatal.append(exc)
+                        stop.cancel()
+                        return
+                    # A finished result was paid for: it reaches the sink even if the run
+                    # is being stopped around it.
+                    with anyio.CancelScope(shield=True):
+                        await outbox.send(result)
+
+        async def drain() -> None:
+            async with receive_results:
+                async for result in receive_results:
+                    totals["succeeded" if result.ok else "failed"] += 1
+                    await sink(result)
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(drain)
+            async with send_results, receive_calls, anyio.create_task_group() as workers:
+                workers.start_soon(feed)
+                for _ in range(self.concurrency):
+                    workers.start_soon(
+                        work, receive_calls.clone(), send_results.clone(), workers.cancel_scope
+                    )
+        if fatal:
+            raise fatal[0]
+        return RunTotals(
+            calls=totals["succeeded"] + totals["failed"],
+            succeeded=totals["succeeded"],
+            failed=totals["failed"],
+            attempts=self.attempts,
+            errors=dict(self.errors),
+        )
