@@ -314,9 +314,11 @@ class MessagesClient:
         concurrency: int = 10,
         transport: httpx.AsyncBaseTransport | None = None,
         connect_timeout: float = 10.0,
+        read_timeout_s: float | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout_s
         self._http = httpx.AsyncClient(
             base_url=endpoint.base_url,
             headers={
@@ -346,7 +348,8 @@ class MessagesClient:
         await self._http.__aexit__(exc_type, exc, tb)
 
     def _timeout(self, max_tokens: int) -> httpx.Timeout:
-        return httpx.Timeout(read_timeout(max_tokens), connect=self._connect_timeout)
+        read = self._read_timeout or read_timeout(max_tokens)
+        return httpx.Timeout(read, connect=self._connect_timeout)
 
     def _fail(self, response: httpx.Response) -> PipelineError:
         try:

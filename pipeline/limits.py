@@ -38,6 +38,8 @@ RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
 # Token "remaining" headers are rounded to the nearest thousand: trust them 500 less.
 _TOKEN_ROUNDING = 500
 _HISTORY_SECONDS = 900.0
+# Below this a wait is rounding error: sleeping it could not move a float clock.
+_NEGLIGIBLE_WAIT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ class Pacer:
         Callers are served first come, first served.
         """
         async with self._lock:
-            while (wait := self._wait(input_tokens)) > 0:
+            while (wait := self._wait(input_tokens)) > _NEGLIGIBLE_WAIT:
                 self.waited += wait
                 await self._sleep(wait)
             for resource, amount in (
