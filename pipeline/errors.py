@@ -9,6 +9,14 @@
     │   ├── ModelNotFound            404: the model name is wrong for this endpoint
     │   ├── SpendCapReached          429 with no retry-after and a spend-limit code
     │   └── HostUnreachable          no connection could be made, after retries
+    ├── InputProblem             a file that cannot become a request: an error or skipped row
+    │   ├── Unreadable               cannot be opened or decoded; a broken PDF
+    │   ├── EmptyDocument            nothing to send: an empty file, a PDF with no text
+    │   ├── EncryptedDocument        a PDF that needs a password
+    │   └── Skipped                  left out on purpose (status "skipped", not "error"):
+    │       ├── SecretFile               looks like credentials: never sent to a third party
+    │       ├── BinaryFile               not text
+    │       └── TooLarge                 over the job's inputs.max_file_bytes
     ├── RequestFailed            this request can never succeed as sent: an error row
     │   ├── InvalidRequest           400
     │   ├── RequestTooLarge          413
@@ -96,6 +104,38 @@ class SpendCapReached(RunFatal):
 
 
 class HostUnreachable(RunFatal):
+    pass
+
+
+class InputProblem(PipelineError):
+    pass
+
+
+class Unreadable(InputProblem):
+    pass
+
+
+class EmptyDocument(InputProblem):
+    pass
+
+
+class EncryptedDocument(InputProblem):
+    pass
+
+
+class Skipped(InputProblem):
+    pass
+
+
+class SecretFile(Skipped):
+    pass
+
+
+class BinaryFile(Skipped):
+    pass
+
+
+class TooLarge(Skipped):
     pass
 
 

@@ -4,9 +4,62 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Section:
+    """A stretch of a document's text with a natural boundary: a PDF page, or a whole file."""
+
+    text: str
+    page: int | None = None  # 1-based page number, for PDFs
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Raw bytes sent to the model as an ``image`` or ``document`` block (vision mode)."""
+
+    media_type: str  # image/png, image/jpeg, application/pdf
+    data: bytes = field(repr=False)
+    pages: tuple[int, int] | None = None  # for a PDF part: first and last page, 1-based
+
+
+@dataclass(frozen=True)
+class Document:
+    """One input file, read: its text in sections, or its bytes as attachments."""
+
+    doc_id: str  # stable: derived from the source path and the content hash
+    source: str  # the path as the user knows it (relative to the input root where possible)
+    path: Path
+    kind: Literal["text", "markdown", "pdf", "code", "image"]
+    content_hash: str  # sha256 of the file's bytes
+    size_bytes: int
+    sections: tuple[Section, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    language: str | None = None  # for code: "python", "go", ...
+    notes: tuple[str, ...] = ()  # things a user should know, e.g. "decoded as cp1252"
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(section.text for section in self.sections)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A part of a document small enough for one request."""
+
+    index: int  # 0-based
+    count: int
+    text: str
+    tokens: int  # the conservative estimate
+    pages: tuple[int, int] | None = None  # first and last page it covers, for PDFs
 
 
 @dataclass(frozen=True)
