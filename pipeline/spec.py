@@ -1,0 +1,332 @@
+"""The job spec: a TOML file under ``jobs/``, validated once at load.
+
+Every section refuses unknown keys and wrong types; every error names the field
+(``model.max_tokens``) and says how to fix it, before anything is sent. The command line
+can override any field without editing the file (``--set section.field=value``), and
+``inputs.paths`` / ``output.path`` / ``endpoint.base_url`` have their own options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.limits import TIERS, Limits
+
+CONTEXT_WINDOW = 200_000
+
+# What a template may name. Nothing else: no attribute access, no indexing, no code.
+PLACEHOLDERS = {
+    "text": "the document's text (or this chunk's)",
+    "path": "the file's path as found",
+    "name": "the file's name",
+    "source": "the path relative to its input folder",
+    "doc_id": "the document's stable id",
+    "chunk_index": "this chunk's number, from 1",
+    "chunk_count": "how many chunks the document has",
+    "pages": "the pages this chunk covers, e.g. '3-5' (PDFs; else empty)",
+    "language": "the source language (code; else empty)",
+}
+
+DEFAULT_REDUCE = (
+    "Below are summaries of consecutive parts of one document ({name}). Combine them into "
+    "one answer to the original request, as if you had read the whole document.\n\n{text}"
+)
+
+NonNegative = Annotated[int, Field(ge=0)]
+# A per-minute figure: at least 1, and not beyond anything a provider sells.
+PerMinute = Annotated[int, Field(ge=1, le=1_000_000_000)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class JobInfo(_Section):
+    name: str | None = None
+    description: str = ""
+
+
+class InputsSpec(_Section):
+    paths: list[str] = Field(min_length=1)
+    include: list[str] = []
+    exclude: list[str] = []
+    gitignore: bool = True
+    skip_secrets: bool = True
+    follow_symlinks: bool = False
+    max_file_bytes: Annotated[int, Field(ge=1, le=2_000_000_000)] = 50_000_000
+    mode: Literal["text", "attach"] = "text"
+    code: bool = False
+
+
+class PromptSpec(_Section):
+    system: str = ""
+    template: str | None = None
+    template_file: str | None = None
+    reduce_template: str = DEFAULT_REDUCE
+
+    @model_validator(mode="after")
+    def _one_template(self) -> PromptSpec:
+        if (self.template is None) == (self.template_file is None):
+            raise ValueError("give exactly one of prompt.template or prompt.template_file")
+        return self
+
+
+class ModelSpec(_Section):
+    name: str = Field(min_length=1)
+    max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 1024
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    stop_sequences: list[str] = []
+
+
+class LimitsSpec(_Section):
+    tier: Literal["basic", "pro"] | None = None
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    input_tokens_per_minute: PerMinute | None = None
+    output_tokens_per_minute: PerMinute | None = None
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+    def resolve(self) -> Limits:
+        """The tier's figures, with any explicit number in place of the tier's.
+
+        Without a tier or numbers: 4 at a time, and whatever limits the server reports in
+        its ``anthropic-ratelimit-*`` headers (the pacer adopts them).
+        """
+        base = TIERS[self.tier] if self.tier else Limits(max_concurrency=4)
+        explicit = {k: v for k, v in self.model_dump().items() if k != "tier" and v is not None}
+        return dataclasses.replace(base, **explicit)
+
+
+class EndpointSpec(_Section):
+    base_url: str | None = None
+    api_key_env: str | None = None
+    allow_insecure_http: bool = False
+    stream: bool = False
+
+
+class RetrySpec(_Section):
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
+    max_elapsed_s: Annotated[float, Field(gt=0)] = 3_600.0
+
+
+class ChunkingSpec(_Section):
+    strategy: Literal["map_reduce", "per_chunk", "truncate"] = "map_reduce"
+    max_chunk_tokens: Annotated[int, Field(ge=500)] | None = None
+    overlap_tokens: NonNegative = 0
+    safety_margin_tokens: NonNegative = 2_000
+    exact_counts: bool = False
+
+
+class OutputSpec(_Section):
+    path: str | None = None
+
+
+class StructuredSpec(_Section):
+    schema_: dict[str, Any] = Field(alias="schema")
+    tool_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] = "record_result"
+    description: str = "Record the result for this document."
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _object_schema(self) -> StructuredSpec:
+        if self.schema_.get("type") != "object" or not isinstance(
+            self.schema_.get("properties"), dict
+        ):
+            raise ValueError(
+                'structured.schema: must be a JSON schema of type "object" with "properties" '
+                "(each property becomes a column)"
+            )
+        return self
+
+
+class JobSpec(_Section):
+    job: JobInfo = JobInfo()
+    inputs: InputsSpec
+    prompt: PromptSpec
+    model: ModelSpec
+    limits: LimitsSpec = LimitsSpec()
+    endpoint: EndpointSpec = EndpointSpec()
+    retry: RetrySpec = RetrySpec()
+    chunking: ChunkingSpec = ChunkingSpec()
+    output: OutputSpec = OutputSpec()
+    structured: StructuredSpec | None = None
+
+
+class Job:
+    """A validated spec with its paths resolved against the spec file's folder."""
+
+    def __init__(self, spec: JobSpec, *, base_dir: Path, name: str) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+        self.name = spec.job.name or name
+        prompt = spec.prompt
+        if prompt.template_file is not None:
+            template_path = self.resolve(prompt.template_file)
+            try:
+                self.template = template_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"prompt.template_file: cannot read {template_path}: {exc.strerror}"
+                ) from exc
+        else:
+            self.template = prompt.template or ""
+        _check_template("prompt.template", self.template, needs_text=spec.inputs.mode == "text")
+        _check_template("prompt.reduce_template", prompt.reduce_template, needs_text=True)
+        self.limits = spec.limits.resolve()
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    @property
+    def input_paths(self) -> tuple[Path, ...]:
+        return tuple(self.resolve(p) for p in self.spec.inputs.paths)
+
+    @property
+    def output_path(self) -> Path:
+        if self.spec.output.path:
+            return self.resolve(self.spec.output.path)
+        return self.base_dir / "out" / f"{self.name}.parquet"
+
+    @property
+    def calls_path(self) -> Path:
+        out = self.output_path
+        return out.with_name(f"{out.stem}.calls.parquet")
+
+    def chunk_budget(self, estimate: Callable[[str], int]) -> int:
+        """Tokens a chunk's text may take: the window less everything else in the request."""
+        spec = self.spec
+        fixed = estimate(spec.prompt.system) + estimate(_literal_part(self.template))
+        budget = (
+            CONTEXT_WINDOW
+            - fixed
+            - spec.model.max_tokens
+            - spec.chunking.safety_margin_tokens
+            - 200  # message framing, the placeholders' own values (names, paths)
+        )
+        if spec.chunking.max_chunk_tokens is not None:
+            budget = min(budget, spec.chunking.max_chunk_tokens)
+        if budget < 1_000:
+            raise ConfigError(
+                "prompt/model: the system prompt, template and model.max_tokens leave less than "
+                f"1,000 tokens of the {CONTEXT_WINDOW:,}-token window for the document; "
+                "shorten the prompt or lower model.max_tokens"
+            )
+        return budget
+
+
+def _literal_part(template: str) -> str:
+    return "".join(literal for literal, *_ in string.Formatter().parse(template))
+
+
+def _check_template(field: str, template: str, *, needs_text: bool) -> None:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{field}: {exc}. Write {{{{ and }}}} for literal braces.") from exc
+    names = set()
+    allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS:
+            raise ConfigError(
+                f"{field}: unknown placeholder {{{name}}}; use one of {allowed} "
+                "(write {{ and }} for literal braces)"
+            )
+        if spec or conversion:
+            raise ConfigError(
+                f"{field}: placeholder {{{name}}} may not carry a format or conversion "
+                f"('{{{name}!{conversion}:{spec}}}'); write it as {{{name}}}"
+            )
+        names.add(name)
+    if needs_text and "text" not in names:
+        raise ConfigError(
+            f"{field}: the template never uses {{text}}, so the document would not be sent; "
+            "add {text} where the document belongs"
+        )
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"--set {item!r}: expected section.field=value, e.g. model.max_tokens=2048"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"{location}: unknown key; remove it or check its spelling (see README: job spec)"
+    if kind == "missing":
+        return f"{location}: required; add it"
+    given = error.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{location}: {message}{shown}"
+
+
+def parse_spec(data: dict[str, Any], *, base_dir: Path, name: str) -> Job:
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError("the job spec has problems:\n  " + "\n  ".join(lines)) from None
+    return Job(spec, base_dir=base_dir, name=name)
+
+
+def load_job(
+    path: Path,
+    *,
+    overrides: list[str] | None = None,
+    inputs: list[str] | None = None,
+    output: str | None = None,
+    base_url: str | None = None,
+) -> Job:
+    """Read, override and validate a job spec. Raises ConfigError naming the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such job spec") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data = apply_overrides(data, overrides or [])
+    if inputs:
+        # Paths given on the command line are the user's, relative to where they stand.
+        data.setdefault("inputs", {})["paths"] = [str(Path(p).resolve()) for p in inputs]
+    if output:
+        data.setdefault("output", {})["path"] = str(Path(output).resolve())
+    if base_url:
+        data.setdefault("endpoint", {})["base_url"] = base_url
+    return parse_spec(data, base_dir=path.resolve().parent, name=path.stem)
