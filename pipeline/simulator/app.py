@@ -193,7 +193,7 @@ def create_app(sim: Simulator) -> Starlette:
 
     async def messages(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
-        parsed = validate_messages(await _read_json(request))
+        parsed = validate_messages(await _read_json(request), token_scale=sim.config.token_scale)
         ticket = sim.admit(parsed)
         if ticket.fault in ("overloaded", "api_error"):
             sim.finish(ticket, output_tokens=0, refund_input=True)
@@ -206,7 +206,9 @@ def create_app(sim: Simulator) -> Starlette:
 
     async def count_tokens(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
-        tokens = validate_count_tokens(await _read_json(request))
+        tokens = validate_count_tokens(
+            await _read_json(request), token_scale=sim.config.token_scale
+        )
         sim.admit_count()
         headers = {**sim.rate_limit_headers(), "request-id": request_id}
         return JSONResponse({"input_tokens": tokens}, headers=headers)

@@ -117,6 +117,9 @@ class SimulatorConfig:
     # Real servers round token "remaining" headers to the nearest thousand.
     round_remaining: bool = True
     count_tokens_requests_per_minute: int | None = None
+    # Charge this many times the documented count: a tokenizer that counts more than the
+    # client estimated (newer models' tokenizers give up to ~35% more for the same text).
+    token_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.api_keys or any(not key for key in self.api_keys):
@@ -124,6 +127,8 @@ class SimulatorConfig:
         low, high = self.reply_tokens
         if not 1 <= low <= high:
             raise ConfigError(f"reply_tokens: need 1 <= low <= high, got {self.reply_tokens!r}")
+        if not 0.1 <= self.token_scale <= 10:
+            raise ConfigError("token_scale: must be between 0.1 and 10")
         limit = self.count_tokens_requests_per_minute
         if limit is not None and limit < 1:
             raise ConfigError("count_tokens_requests_per_minute: must be at least 1")

@@ -7,6 +7,7 @@ in production.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -241,16 +242,21 @@ def _check_common(body: Mapping[str, Any]) -> str:
     return model
 
 
-def validate_count_tokens(body: Any) -> int:
+def charged_tokens(body: Mapping[str, Any], scale: float) -> int:
+    count = count_request(body)
+    return count if scale == 1.0 else math.ceil(count * scale)
+
+
+def validate_count_tokens(body: Any, *, token_scale: float = 1.0) -> int:
     """Validate a count_tokens body; return its input tokens."""
     if not isinstance(body, Mapping):
         raise invalid("Request body must be a JSON object")
     _check_extra(body, _COUNT_KEYS)
     _check_common(body)
-    return count_request(body)
+    return charged_tokens(body, token_scale)
 
 
-def validate_messages(body: Any) -> MessagesRequest:
+def validate_messages(body: Any, *, token_scale: float = 1.0) -> MessagesRequest:
     if not isinstance(body, Mapping):
         raise invalid("Request body must be a JSON object")
     _check_extra(body, _MESSAGE_KEYS)
@@ -281,7 +287,7 @@ def validate_messages(body: Any) -> MessagesRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("stream: Input should be a valid boolean")
-    input_tokens = count_request(body)
+    input_tokens = charged_tokens(body, token_scale)
     if input_tokens > CONTEXT_WINDOW:
         raise invalid(f"prompt is too long: {input_tokens} tokens > {CONTEXT_WINDOW} maximum")
     return MessagesRequest(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.simulator import SimulatorServer, count_text
+from pipeline.simulator import SimulatorConfig, SimulatorServer, count_request, count_text
+from tests.conftest import StartSimulator
 from tests.simulator.support import MODEL, body, call
 
 
@@ -113,3 +115,18 @@ def test_count_tokens_refuses_max_tokens_like_the_real_api(simulator: SimulatorS
     reply = call(simulator, body(), path="/v1/messages/count_tokens")
     assert reply.status_code == 400
     assert reply.json()["error"]["message"] == "max_tokens: Extra inputs are not permitted"
+
+
+def test_token_scale_charges_more_than_the_documented_rule(
+    start_simulator: StartSimulator,
+) -> None:
+    server = start_simulator(SimulatorConfig(token_scale=1.5))
+    payload = body("A tokenizer that counts more than the client expects.")
+    plain = count_request(payload)
+    counted = call(
+        server,
+        {k: v for k, v in payload.items() if k != "max_tokens"},
+        path="/v1/messages/count_tokens",
+    ).json()["input_tokens"]
+    assert counted == math.ceil(plain * 1.5)
+    assert call(server, payload).json()["usage"]["input_tokens"] == counted
