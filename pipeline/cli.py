@@ -1,8 +1,11 @@
 """The command line: parse arguments, call into the package, map failures to exit statuses.
 
 Exit statuses (documented in the README):
-  0  all good
-  2  bad usage or configuration (the message names the option and the fix)
+  0  every document ok (or skipped on purpose)
+  1  the run finished, but some documents failed: see their error rows
+  2  bad usage or job spec (the message names the field and the fix); nothing was sent
+  3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
+     what finished before is saved
 """
 
 from __future__ import annotations
@@ -12,8 +15,14 @@ import dataclasses
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
 
 from pipeline import __version__
+from pipeline.client import ApiKey, Endpoint, resolve_endpoint
+from pipeline.errors import RunFatal
+from pipeline.runner import run_job
 from pipeline.simulator import (
     DEFAULT_API_KEY,
     TIERS,
@@ -22,12 +31,17 @@ from pipeline.simulator import (
     Latency,
     Limits,
     SimulatorConfig,
+    SimulatorServer,
     serve,
 )
 from pipeline.simulator.service import Simulator
+from pipeline.spec import Job, load_job
+from pipeline.tokens import estimate_text
 
 EXIT_OK = 0
+EXIT_DOCUMENTS_FAILED = 1
 EXIT_USAGE = 2
+EXIT_FATAL = 3
 
 SIMULATOR_KEY_ENV = "PIPELINE_SIMULATOR_KEY"
 
@@ -89,6 +103,13 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--latency-per-token", type=float, default=0.0, help="seconds per output token"
     )
     timing.add_argument("--reply-tokens", type=_reply_tokens, default=(40, 120), metavar="LOW,HIGH")
+    timing.add_argument(
+        "--token-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="charge X times the documented token count (a tokenizer that counts more)",
+    )
     sim.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -122,6 +143,7 @@ def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         latency=Latency(fixed=args.latency, per_output_token=args.latency_per_token),
         reply_tokens=args.reply_tokens,
         round_remaining=not args.exact_remaining,
+        token_scale=args.token_scale,
     )
 
 
@@ -150,6 +172,84 @@ def run_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a job spec over its documents",
+        description="Run a job: one Parquet row per input document.",
+    )
+    run.add_argument("job", type=Path, help="the job spec (TOML), e.g. jobs/summarize.toml")
+    run.add_argument(
+        "paths",
+        nargs="*",
+        help="inputs to use instead of the job's inputs.paths (files or folders)",
+    )
+    run.add_argument("--output", help="where to write the Parquet file (output.path)")
+    run.add_argument("--base-url", help="the API's base URL (endpoint.base_url)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any field of the job, e.g. --set model.max_tokens=2048 (repeatable)",
+    )
+    run.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run against a local simulator of the API started for this run: no key, no cost",
+    )
+    validate = commands.add_parser("validate", help="check a job spec without sending anything")
+    validate.add_argument("job", type=Path)
+    validate.add_argument("paths", nargs="*")
+    validate.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+
+
+def _load(args: argparse.Namespace) -> Job:
+    return load_job(
+        args.job,
+        overrides=args.set,
+        inputs=args.paths or None,
+        output=getattr(args, "output", None),
+        base_url=getattr(args, "base_url", None),
+    )
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    job = _load(args)
+    budget = job.chunk_budget(estimate_text)
+    print(
+        f"{args.job}: ok. Job '{job.name}': model {job.spec.model.name}, "
+        f"{job.spec.chunking.strategy}, up to {budget:,} tokens a chunk, output {job.output_path}"
+    )
+    return EXIT_OK
+
+
+def run_job_command(args: argparse.Namespace) -> int:
+    job = _load(args)
+    spec = job.spec
+    if args.simulate:
+        config = SimulatorConfig(limits=job.limits, latency=Latency(0.05, 0.0005))
+        with SimulatorServer(config) as server:
+            endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
+            print(
+                f"pipeline: using the local simulator at {server.url} (no key, no cost)",
+                file=sys.stderr,
+            )
+            outcome = anyio.run(run_job, job, endpoint)
+    else:
+        endpoint = resolve_endpoint(
+            base_url=spec.endpoint.base_url,
+            key_variable=spec.endpoint.api_key_env,
+            allow_insecure=spec.endpoint.allow_insecure_http,
+        )
+        outcome = anyio.run(run_job, job, endpoint)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.by_status.items()))
+    print(f"{outcome.rows} documents: {counts or 'none'}")
+    print(f"results: {outcome.output}")
+    print(f"calls:   {outcome.calls_output}")
+    return EXIT_DOCUMENTS_FAILED if outcome.by_status.get("error") else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
@@ -157,18 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_job_commands(commands)
     _add_simulate(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"simulate": run_simulate, "run": run_job_command, "validate": run_validate}
     try:
-        if args.command == "simulate":
-            return run_simulate(args)
+        return commands[args.command](args)
     except ConfigError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunFatal as exc:
+        print(f"pipeline: the run stopped: {exc}", file=sys.stderr)
+        return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_OK
-    return EXIT_USAGE

@@ -51,8 +51,10 @@ class PipelineError(Exception):
         request_id: str | None = None,
         retry_after: float | None = None,
         should_retry: bool | None = None,
+        source: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.source = source  # the input file it is about, where there is one
         self.message = message
         self.status = status
         self.error_type = error_type

@@ -18,7 +18,8 @@ Documents file (``OUTPUT.parquet``), one row per input document (per chunk with 
 | model | str | the model that answered |
 | stop_reason | str | of the final call (``end_turn``, ``max_tokens``, ...) |
 | chunks | int | how many chunks the document was split into |
-| input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens | int | summed over the document's calls |
+| input_tokens, output_tokens | int | summed over the document's calls |
+| cache_read_input_tokens, cache_creation_input_tokens | int | the same, for prompt caching |
 | attempts | int | HTTP attempts, retries included |
 | latency_s | float | summed over the document's attempts |
 | request_ids | list[str] | of every attempt that got one: what a provider's support asks for |
@@ -132,7 +133,9 @@ def fit(value: Any, dtype: Any) -> Any:
             return int(value)
         return None
     if dtype == pl.Float64:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
     if isinstance(dtype, pl.List):
         if not isinstance(value, list):
             return None

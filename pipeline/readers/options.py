@@ -1,0 +1,52 @@
+"""What the readers are asked to read (``InputOptions``), and what discovery found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipeline.errors import ConfigError
+
+Mode = Literal["text", "attach"]
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """The job spec's ``[inputs]`` section, as the readers use it.
+
+    ``paths`` are files, directories or globs (a path holding ``*``, ``?`` or ``[``), already
+    resolved against the job file. ``include``/``exclude`` are gitignore-style patterns relative
+    to each input root; an empty ``include`` means every file the readers can read.
+    """
+
+    paths: tuple[Path, ...]
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    gitignore: bool = True
+    skip_secrets: bool = True
+    follow_symlinks: bool = False
+    max_file_bytes: int = 50_000_000
+    mode: Mode = "text"  # attach: PDFs and images go to the model as document/image blocks
+    code: bool = False  # every text file is source code: kind "code", language by extension
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        if not self.paths:
+            raise ConfigError("inputs.paths is empty: name at least one file, folder or glob")
+        if self.max_file_bytes < 1:
+            raise ConfigError(
+                f"inputs.max_file_bytes must be at least 1 (got {self.max_file_bytes})"
+            )
+        if self.mode not in ("text", "attach"):
+            raise ConfigError(f'inputs.mode must be "text" or "attach" (got {self.mode!r})')
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file discovery found, to be read."""
+
+    path: Path
+    source: str  # relative to its input root (posix style), or the path as given for a file

@@ -1,0 +1,234 @@
+"""PDFs with pypdf: text page by page (page numbers kept), or parts for the model to read.
+
+pypdf may raise anything on a damaged file, so every call into it sits behind one broad
+``except`` that becomes ``Unreadable``. What pypdf logs while repairing a file becomes the
+document's notes instead of lines on the user's terminal (see ``_PypdfNotes``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pypdf import PdfReader, PdfWriter
+from pypdf.errors import DependencyError
+
+from pipeline.errors import EmptyDocument, EncryptedDocument, TooLarge, Unreadable
+from pipeline.models import Attachment, Section
+
+# Limits of one PDF document block: 100 pages, and the 32 MB request; base64 adds a third,
+# so a part's raw bytes stay under 23 MB to leave room for the encoding and the prompt.
+MAX_PART_PAGES = 100
+MAX_PART_BYTES = 23_000_000
+_MAX_LOG_NOTES = 5
+_MAX_NOTE_CHARS = 200
+
+_capture = threading.local()
+_install_lock = threading.Lock()
+_installed = False
+
+
+class _PypdfNotes(logging.Handler):
+    """Routes pypdf's log records to the notes of the document this thread is reading."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        notes: list[str] | None = getattr(_capture, "notes", None)
+        if notes is None:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record must not break the read
+            message = str(record.msg)
+        if len(message) > _MAX_NOTE_CHARS:
+            message = message[: _MAX_NOTE_CHARS - 3] + "..."
+        notes.append(f"pypdf: {message}")
+
+
+def _install() -> None:
+    """Once per process: pypdf's warnings go to notes, not to the terminal."""
+    global _installed
+    with _install_lock:
+        if not _installed:
+            logger = logging.getLogger("pypdf")
+            logger.addHandler(_PypdfNotes(logging.WARNING))
+            logger.propagate = False
+            _installed = True
+
+
+@contextmanager
+def _logged_notes() -> Iterator[list[str]]:
+    _install()
+    outer = getattr(_capture, "notes", None)
+    collected: list[str] = []
+    _capture.notes = collected
+    try:
+        yield collected
+    finally:
+        _capture.notes = outer
+
+
+def _summarise(logged: list[str]) -> list[str]:
+    unique = list(dict.fromkeys(logged))
+    if len(unique) > _MAX_LOG_NOTES:
+        extra = len(unique) - _MAX_LOG_NOTES
+        unique = [*unique[:_MAX_LOG_NOTES], f"pypdf: ... and {extra} more warning(s)"]
+    return unique
+
+
+def _page_list(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'"""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _pages_note(numbers: list[int], what: str) -> str:
+    if len(numbers) == 1:
+        return f"page {numbers[0]} {what}"
+    return f"pages {_page_list(numbers)} {what}"
+
+
+def _broken(label: str, exc: BaseException) -> Unreadable:
+    reason = str(exc).strip() or type(exc).__name__
+    return Unreadable(
+        f"{label} is not a readable PDF ({reason}): it may be truncated or damaged; "
+        "re-export it, or repair it (e.g. qpdf in.pdf out.pdf), and run again"
+    )
+
+
+def _open(data: bytes, label: str, notes: list[str]) -> PdfReader:
+    """Open a PDF, decrypting it with the empty password if it is encrypted."""
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            if not reader.decrypt(""):
+                raise EncryptedDocument(
+                    f"{label} is encrypted and needs a password; save a copy without the "
+                    "password (e.g. qpdf --decrypt --password=... in.pdf out.pdf) and read that"
+                )
+            notes.append("PDF opened with the empty password")
+        return reader
+    except EncryptedDocument:
+        raise
+    except DependencyError as exc:
+        raise EncryptedDocument(
+            f"{label} is encrypted with AES, which pypdf reads only with the 'cryptography' "
+            "package: pip install cryptography, or save a copy without encryption"
+        ) from exc
+    except Exception as exc:
+        raise _broken(label, exc) from exc
+
+
+def read_text(data: bytes, label: str) -> tuple[tuple[Section, ...], tuple[str, ...]]:
+    """The text of each page that has some, numbered from 1; and notes. ``label`` names the file
+    in messages."""
+    notes: list[str] = []
+    sections: list[Section] = []
+    blank: list[int] = []
+    failed: list[int] = []
+    with _logged_notes() as logged:
+        reader = _open(data, label, notes)
+        try:
+            pages = list(reader.pages)
+        except Exception as exc:
+            raise _broken(label, exc) from exc
+        for number, page in enumerate(pages, start=1):
+            try:
+                text = page.extract_text()
+            except Exception:
+                failed.append(number)
+                continue
+            text = text.strip()
+            if text:
+                sections.append(Section(text, page=number))
+            else:
+                blank.append(number)
+    if failed:
+        notes.append(_pages_note(failed, "could not be read; left out"))
+    if blank and sections:
+        notes.append(_pages_note(blank, "has no text" if len(blank) == 1 else "have no text"))
+    notes.extend(_summarise(logged))
+    if sections:
+        return tuple(sections), tuple(notes)
+    if not pages:
+        raise EmptyDocument(f"{label} has no pages")
+    if len(failed) == len(pages):
+        raise Unreadable(
+            f"{label}: no page of its {len(pages)} could be read; it may be damaged: re-export "
+            "or repair it (e.g. qpdf in.pdf out.pdf) and run again"
+        )
+    raise EmptyDocument(
+        f"{label} has no extractable text in its {len(pages)} page(s) (a scan, or images "
+        'only?): set inputs.mode = "attach" to send it to the model as a document'
+    )
+
+
+def attachments(
+    data: bytes,
+    label: str,
+    *,
+    max_pages: int = MAX_PART_PAGES,
+    max_bytes: int = MAX_PART_BYTES,
+) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
+    """The PDF as document blocks: whole if it fits, else parts of at most ``max_pages`` pages
+    and ``max_bytes`` bytes, each with its page range. An encrypted PDF that opens with the
+    empty password is sent decrypted."""
+    notes: list[str] = []
+    with _logged_notes() as logged:
+        reader = _open(data, label, notes)
+        try:
+            count = len(reader.pages)
+            if count == 0:
+                raise EmptyDocument(f"{label} has no pages")
+            if not reader.is_encrypted and count <= max_pages and len(data) <= max_bytes:
+                parts = [Attachment("application/pdf", data, (1, count))]
+            else:
+                parts = _split(reader, count, label, max_pages, max_bytes)
+        except (EmptyDocument, TooLarge):
+            raise
+        except Exception as exc:
+            raise _broken(label, exc) from exc
+    if reader.is_encrypted:
+        notes.append("sent decrypted")
+    if len(parts) > 1:
+        notes.append(f"split into {len(parts)} parts of at most {max_pages} pages")
+    notes.extend(_summarise(logged))
+    return tuple(parts), tuple(notes)
+
+
+def _split(
+    reader: PdfReader, count: int, label: str, max_pages: int, max_bytes: int
+) -> list[Attachment]:
+    todo = [(start, min(start + max_pages, count)) for start in range(0, count, max_pages)]
+    parts: list[Attachment] = []
+    while todo:
+        start, stop = todo.pop(0)
+        blob = _write(reader, start, stop)
+        if len(blob) <= max_bytes:
+            parts.append(Attachment("application/pdf", blob, (start + 1, stop)))
+        elif stop - start > 1:
+            middle = (start + stop) // 2
+            todo[:0] = [(start, middle), (middle, stop)]
+        else:
+            raise TooLarge(
+                f"{label}: page {start + 1} alone is {len(blob) / 1e6:.1f} MB, over the "
+                f"{max_bytes / 1e6:.0f} MB one document block may hold; reduce its image "
+                'resolution, or use inputs.mode = "text"'
+            )
+    return parts
+
+
+def _write(reader: PdfReader, start: int, stop: int) -> bytes:
+    writer = PdfWriter()
+    for index in range(start, stop):
+        writer.add_page(reader.pages[index])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

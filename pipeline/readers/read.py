@@ -1,0 +1,167 @@
+"""``read_document``: one candidate to one ``Document``, or an ``InputProblem`` that says why not.
+
+Blocking: the runner calls it in a worker thread. The file is read once; its bytes give the
+content hash, the id and the text (or the attachments).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from pipeline.errors import (
+    BinaryFile,
+    EmptyDocument,
+    SecretFile,
+    Skipped,
+    TooLarge,
+    Unreadable,
+)
+from pipeline.models import Attachment, Document, Section
+from pipeline.readers import images, pdf
+from pipeline.readers.formats import Format, Kind, is_binary_suffix, lookup, suffix_of
+from pipeline.readers.options import Candidate, InputOptions
+from pipeline.readers.sensitive import secret_by_content, secret_by_name
+from pipeline.readers.text import NotText, decode
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def document_id(source: str, content_hash: str) -> str:
+    """Stable id: the same file at the same place with the same bytes always gets the same id."""
+    key = f"{source}\0{content_hash}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def too_large(label: str, size: int, limit: int) -> TooLarge:
+    return TooLarge(
+        f"{label} is {size:,} bytes, over inputs.max_file_bytes ({limit:,}): raise the limit "
+        "or leave the file out with inputs.exclude"
+    )
+
+
+def secret_file(label: str, reason: str) -> SecretFile:
+    return SecretFile(
+        f"{label} looks like credentials ({reason}), so it is not sent; if it is safe, set "
+        "inputs.skip_secrets = false, or rename it"
+    )
+
+
+def image_in_text_mode(label: str) -> BinaryFile:
+    return BinaryFile(
+        f'{label} is an image, which is read only in attach mode: set inputs.mode = "attach" '
+        "to send images to the model"
+    )
+
+
+def binary_file(label: str, what: str) -> BinaryFile:
+    """``what``: the rest of a sentence that starts with the file's name."""
+    return BinaryFile(f"{label} {what}; leave it out with inputs.exclude")
+
+
+def read_bytes(path: Path, label: str, limit: int) -> bytes:
+    """The file's bytes, at most ``limit``; opening never blocks (a FIFO is refused)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        raise Unreadable(
+            f"{label} no longer exists (removed after the inputs were listed)"
+        ) from exc
+    except PermissionError as exc:
+        raise Unreadable(
+            f"{label} cannot be read: permission denied; give the job's user read access, "
+            "or leave it out with inputs.exclude"
+        ) from exc
+    except OSError as exc:
+        raise Unreadable(f"{label} cannot be opened ({exc.strerror or exc})") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Skipped(f"{label} is not a regular file (a directory, pipe or device)")
+        if info.st_size > limit:
+            raise too_large(label, info.st_size, limit)
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(info.st_size + 1)
+            if len(data) > info.st_size:  # it grew since the stat: read on, to the limit
+                data += file.read(limit + 1 - len(data))
+    except OSError as exc:
+        raise Unreadable(f"{label} could not be read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise too_large(label, len(data), limit)
+    return data
+
+
+def read_document(candidate: Candidate, options: InputOptions) -> Document:
+    """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input."""
+    label, name = candidate.source, candidate.path.name
+    if options.skip_secrets and (reason := secret_by_name(name)):
+        raise secret_file(label, reason)
+    if is_binary_suffix(name):
+        raise binary_file(label, f"is a {suffix_of(name)} file, not text")
+    found = lookup(name, code=options.code)
+    if found.kind == "image" and options.mode != "attach":
+        raise image_in_text_mode(label)
+
+    data = read_bytes(candidate.path, label, options.max_file_bytes)
+    if not data:
+        raise EmptyDocument(f"{label} is empty (0 bytes): there is nothing to send")
+    content_hash = hashlib.sha256(data).hexdigest()
+
+    sections: tuple[Section, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    language = None
+    kind: Kind
+    if found.kind == "pdf":
+        kind = "pdf"
+        if options.mode == "attach":
+            attachments, notes = pdf.attachments(data, label)
+        else:
+            sections, notes = pdf.read_text(data, label)
+    elif found.kind == "image":
+        kind = "image"
+        attachment, notes = images.attachment(data, label, found.media_type or "")
+        attachments = (attachment,)
+    else:
+        kind, language, sections, notes = _read_text(data, label, name, found, options)
+
+    return Document(
+        doc_id=document_id(candidate.source, content_hash),
+        source=candidate.source,
+        path=candidate.path,
+        kind=kind,
+        content_hash=content_hash,
+        size_bytes=len(data),
+        sections=sections,
+        attachments=attachments,
+        language=language,
+        notes=notes,
+    )
+
+
+def _read_text(
+    data: bytes, label: str, name: str, found: Format, options: InputOptions
+) -> tuple[Kind, str | None, tuple[Section, ...], tuple[str, ...]]:
+    try:
+        decoded = decode(data)
+    except NotText as exc:
+        if exc.nul:
+            named = "is named as text but holds" if found.kind in ("text", "markdown") else "holds"
+            raise binary_file(label, f"{named} binary data (NUL bytes)") from None
+        if found.kind in ("text", "markdown"):
+            raise Unreadable(
+                f"{label} is not text in any encoding that could be detected; convert it to "
+                "UTF-8 and run again"
+            ) from None
+        raise binary_file(label, "holds binary data: no text encoding fits it") from None
+    if options.skip_secrets and (reason := secret_by_content(name, decoded.text)):
+        raise secret_file(label, reason)
+    if not decoded.text.strip():
+        raise EmptyDocument(f"{label} holds only whitespace: there is nothing to send")
+    kind: Kind = found.kind or "text"
+    language = found.language if kind == "code" else None
+    notes = (decoded.note,) if decoded.note else ()
+    return kind, language, (Section(decoded.text),), notes

@@ -1,0 +1,501 @@
+"""The only module that knows the whole flow:
+
+    spec -> discover -> read (threads) -> chunk -> prompts -> pool (limits, retries, client)
+         -> per-document assembly (map-reduce) -> Parquet
+
+Files are read in worker threads while the API workers run; documents stream through, so
+memory follows the concurrency, not the corpus. Every input ends as exactly one row (one
+per chunk with ``per_chunk``): a result, an error a user can act on, or a skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from pipeline.chunking import reduce_groups, split
+from pipeline.client import Endpoint, MessagesClient
+from pipeline.errors import InputProblem, InvalidRequest, PipelineError, Skipped
+from pipeline.models import Attachment, Call, CallResult, Chunk, Document, Section, Usage
+from pipeline.pool import Engine, RunTotals
+from pipeline.prompts import placeholders, render, request_params
+from pipeline.readers import Candidate, InputOptions, discover, read_document
+from pipeline.retry import RetryPolicy
+from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
+from pipeline.spec import CONTEXT_WINDOW, Job
+from pipeline.tokens import estimate_request, estimate_text
+
+READ_THREADS = 4
+_SEP = "|"
+
+
+@dataclass
+class Unit:
+    """One request's worth of a document: a chunk of text, or an attachment."""
+
+    key: str
+    text: str
+    chunk: Chunk | None = None
+    attachment: Attachment | None = None
+
+
+@dataclass
+class DocumentRun:
+    """A document's progress through its calls, and what its row will say."""
+
+    document: Document
+    chunk_count: int
+    started_at: float
+    pending: set[str] = field(default_factory=set)
+    partials: dict[str, str] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    level: int = 0
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 0
+    latency_s: float = 0.0
+    request_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    done: bool = False
+
+    def account(self, result: CallResult) -> None:
+        self.attempts += len(result.attempts)
+        self.latency_s += sum(a.latency_s for a in result.attempts)
+        self.request_ids.extend(a.request_id for a in result.attempts if a.request_id)
+        if result.reply is not None:
+            self.usage = self.usage + result.reply.usage
+
+
+@dataclass
+class RunOutcome:
+    output: Path
+    calls_output: Path
+    rows: int
+    by_status: dict[str, int]
+    totals: RunTotals | None
+
+
+class JobRunner:
+    def __init__(
+        self,
+        job: Job,
+        client: MessagesClient,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        spec = job.spec
+        self.job = job
+        self.client = client
+        self.engine = Engine(
+            client,
+            job.limits,
+            retry=retry
+            or RetryPolicy(
+                max_attempts=spec.retry.max_attempts, max_elapsed_s=spec.retry.max_elapsed_s
+            ),
+            stream=spec.endpoint.stream,
+        )
+        self.budget = job.chunk_budget(estimate_text)
+        self.structured_columns = structured_schema(
+            spec.structured.schema_ if spec.structured else None
+        )
+        self.rows: list[dict[str, Any]] = []
+        self.call_rows: list[dict[str, Any]] = []
+        self._open: dict[str, DocumentRun] = {}
+        self._followups: MemoryObjectSendStream[Call]
+        self._reading_done = False
+
+    # ---- inputs ------------------------------------------------------------------------
+
+    def input_options(self) -> InputOptions:
+        inputs = self.job.spec.inputs
+        return InputOptions(
+            paths=self.job.input_paths,
+            include=tuple(inputs.include),
+            exclude=tuple(inputs.exclude),
+            gitignore=inputs.gitignore,
+            skip_secrets=inputs.skip_secrets,
+            follow_symlinks=inputs.follow_symlinks,
+            max_file_bytes=inputs.max_file_bytes,
+            mode=inputs.mode,
+            code=inputs.code,
+        )
+
+    async def _read_all(self, out: ObjectSendStream[Document | tuple[str, InputProblem]]) -> None:
+        options = self.input_options()
+        found = iter(discover(options))
+        end = object()
+        slots = anyio.Semaphore(READ_THREADS)
+
+        async def read_one(candidate: Candidate) -> None:
+            try:
+                document = await anyio.to_thread.run_sync(read_document, candidate, options)
+                await out.send(document)
+            except InputProblem as problem:
+                await out.send((candidate.source, problem))
+            finally:
+                slots.release()
+
+        async with out, anyio.create_task_group() as group:
+            while (item := await anyio.to_thread.run_sync(next, found, end)) is not end:
+                if isinstance(item, InputProblem):
+                    source = item.source or item.message
+                    await out.send((str(source), item))
+                    continue
+                assert isinstance(item, Candidate)
+                await slots.acquire()
+                group.start_soon(read_one, item)
+
+    # ---- planning ----------------------------------------------------------------------
+
+    def _units(self, document: Document) -> list[Unit]:
+        if document.attachments:
+            count = len(document.attachments)
+            return [
+                Unit(
+                    f"part/{i}",
+                    "",
+                    Chunk(i, count, "", 0, attachment.pages),
+                    attachment,
+                )
+                for i, attachment in enumerate(document.attachments)
+            ]
+        chunks = split(
+            document.sections,
+            self.budget,
+            overlap=self.job.spec.chunking.overlap_tokens,
+            code=document.kind == "code",
+        )
+        return [Unit(f"map/{c.index}", c.text, c) for c in chunks]
+
+    def _call(self, run: DocumentRun, unit: Unit, *, final: bool, template: str) -> Call:
+        document = run.document
+        prompt = render(template, placeholders(document, unit.chunk, unit.text))
+        params = request_params(
+            self.job,
+            prompt,
+            attachment=unit.attachment,
+            structured=final and self.job.spec.structured is not None,
+        )
+        key = f"{document.doc_id}{_SEP}{unit.key}"
+        run.pending.add(unit.key)
+        return Call(key, params, input_tokens=estimate_request(params))
+
+    def _plan(self, document: Document) -> tuple[DocumentRun, list[Call]]:
+        units = self._units(document)
+        strategy = self.job.spec.chunking.strategy
+        run = DocumentRun(document, len(units), time.time())
+        template = self.job.template
+        if strategy == "truncate" and len(units) > 1:
+            kept = units[0]
+            pages = (
+                f" (pages {kept.chunk.pages[0]}-{kept.chunk.pages[1]})"
+                if kept.chunk and kept.chunk.pages
+                else ""
+            )
+            run.notes.append(
+                f"truncated: sent only the first of {len(units)} chunks{pages} "
+                "(chunking.strategy = 'truncate')"
+            )
+            units = [kept]
+        if len(units) == 1 or strategy == "per_chunk":
+            keys = [
+                u.key.replace("map/", "chunk/") if strategy == "per_chunk" else "whole"
+                for u in units
+            ]
+            calls = []
+            for unit, key in zip(units, keys, strict=True):
+                unit.key = key
+                calls.append(self._call(run, unit, final=True, template=template))
+            run.order = keys
+            return run, calls
+        run.order = [u.key for u in units]
+        return run, [self._call(run, u, final=False, template=template) for u in units]
+
+    # ---- results -----------------------------------------------------------------------
+
+    async def _on_result(self, result: CallResult) -> None:
+        doc_id, _, part = result.call.key.partition(_SEP)
+        run = self._open[doc_id]
+        run.pending.discard(part)
+        run.account(result)
+        self._log_calls(doc_id, part, result)
+        if not run.done:
+            if result.error is not None:
+                await self._failed(run, part, result)
+            else:
+                self._succeeded(run, part, result)
+        if not run.pending:
+            del self._open[doc_id]
+            if self._reading_done and not self._open:
+                self._followups.close()
+
+    async def _failed(self, run: DocumentRun, part: str, result: CallResult) -> None:
+        error = result.error
+        assert error is not None
+        if isinstance(error, InvalidRequest) and await self._over_window(result.call):
+            self._resplit(run, part, result.call)
+            return
+        message = f"{run.document.source}: {error}"
+        if isinstance(error, InvalidRequest):
+            message += (
+                " The request was refused as sent; check the job's prompt and model settings."
+            )
+        per_chunk = part.startswith("chunk/")
+        run.done = not per_chunk
+        self._add_row(
+            run,
+            status="error",
+            error_type=error.kind,
+            error_message=message,
+            chunk=int(part.split("/")[1]) + 1 if per_chunk else None,
+        )
+
+    async def _over_window(self, call: Call) -> bool:
+        """Was this refused because the input is over the window? Asked of count_tokens
+        (free), never read from the error's wording."""
+        try:
+            counted = await self.client.count_tokens(call.params)
+        except PipelineError:
+            return False
+        return counted > CONTEXT_WINDOW
+
+    def _resplit(self, run: DocumentRun, part: str, call: Call) -> None:
+        """The server counted more tokens than our estimate: split this part in two."""
+        content = call.params["messages"][0]["content"]
+        text = content if isinstance(content, str) else ""
+        if not text:
+            return
+        pieces = split([Section(text)], max(1_000, estimate_text(text) // 2))
+        index = run.order.index(part) if part in run.order else len(run.order)
+        new_keys = [f"{part}.{i}" for i in range(len(pieces))]
+        run.order[index : index + 1] = new_keys
+        run.notes.append(
+            f"{part} was over the window by the server's count: split in {len(pieces)}"
+        )
+        for key, piece in zip(new_keys, pieces, strict=True):
+            unit = Unit(key, piece.text, piece)
+            self._followups.send_nowait(self._call(run, unit, final=False, template="{text}"))
+
+    def _succeeded(self, run: DocumentRun, part: str, result: CallResult) -> None:
+        reply = result.reply
+        assert reply is not None
+        final = part == "whole" or part.startswith("chunk/") or part.startswith("final/")
+        if reply.stop_reason == "max_tokens":
+            run.notes.append(f"{part}: the answer was cut at model.max_tokens")
+        if final:
+            structured = reply.tool_input if self.job.spec.structured else None
+            self._add_row(
+                run,
+                status="ok",
+                text=reply.text,
+                structured=structured,
+                model=reply.model,
+                stop_reason=reply.stop_reason,
+                chunk=int(part.split("/")[1]) + 1 if part.startswith("chunk/") else None,
+            )
+            if not part.startswith("chunk/"):
+                run.done = True
+            return
+        run.partials[part] = reply.text
+        if run.pending:
+            return
+        self._reduce(run)
+
+    def _reduce(self, run: DocumentRun) -> None:
+        """All partial answers are in: combine them, in groups that fit, until one is left."""
+        texts = [run.partials[key] for key in run.order]
+        groups = reduce_groups([estimate_text(t) for t in texts], self.budget)
+        final = len(groups) == 1
+        run.level += 1
+        run.partials = {}
+        run.order = (
+            ["final/0"] if final else [f"reduce/{run.level}/{g}" for g in range(len(groups))]
+        )
+        template = self.job.spec.prompt.reduce_template
+        for key, group in zip(run.order, groups, strict=True):
+            joined = "\n\n".join(f"--- Part {n} ---\n{texts[i]}" for n, i in enumerate(group, 1))
+            call = self._call(run, Unit(key, joined), final=final, template=template)
+            self._followups.send_nowait(call)
+
+    # ---- rows --------------------------------------------------------------------------
+
+    def _add_row(self, run: DocumentRun, *, status: str, **values: Any) -> None:
+        document = run.document
+        structured = values.pop("structured", None)
+        row: dict[str, Any] = {
+            "doc_id": document.doc_id,
+            "source": document.source,
+            "status": status,
+            "chunks": run.chunk_count,
+            "input_tokens": run.usage.input_tokens,
+            "output_tokens": run.usage.output_tokens,
+            "cache_read_input_tokens": run.usage.cache_read_input_tokens,
+            "cache_creation_input_tokens": run.usage.cache_creation_input_tokens,
+            "attempts": run.attempts,
+            "latency_s": round(run.latency_s, 3),
+            "request_ids": list(run.request_ids),
+            "started_at": utc(run.started_at),
+            "finished_at": utc(time.time()),
+            "kind": document.kind,
+            "language": document.language,
+            "notes": list(document.notes) + run.notes,
+            "content_hash": document.content_hash,
+            **values,
+        }
+        if structured is not None:
+            row["structured_json"] = json.dumps(structured, ensure_ascii=False)
+            properties = (
+                self.job.spec.structured.schema_["properties"] if self.job.spec.structured else {}
+            )
+            for name in properties:
+                column = f"field_{name}" if name in DOC_SCHEMA else name
+                row[column] = fit(structured.get(name), self.structured_columns[column])
+        self.rows.append(row)
+
+    def _problem_row(self, source: str, problem: InputProblem) -> None:
+        status = "skipped" if isinstance(problem, Skipped) else "error"
+        now = utc(time.time())
+        self.rows.append(
+            {
+                "doc_id": _source_id(source),
+                "source": source,
+                "status": status,
+                "chunks": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "attempts": 0,
+                "latency_s": 0.0,
+                "request_ids": [],
+                "error_type": problem.kind,
+                "error_message": problem.message,
+                "started_at": now,
+                "finished_at": now,
+                "notes": [],
+            }
+        )
+
+    def _log_calls(self, doc_id: str, part: str, result: CallResult) -> None:
+        for attempt in result.attempts:
+            ok = attempt.status == 200 and result.reply is not None
+            self.call_rows.append(
+                {
+                    "doc_id": doc_id,
+                    "call": part,
+                    "attempt": attempt.number,
+                    "status": attempt.status,
+                    "error_type": attempt.error_kind,
+                    "request_id": attempt.request_id,
+                    "latency_s": round(attempt.latency_s, 4),
+                    "started_at": utc(attempt.started_at),
+                    "input_tokens": result.reply.usage.input_tokens
+                    if ok and result.reply
+                    else None,
+                    "output_tokens": result.reply.usage.output_tokens
+                    if ok and result.reply
+                    else None,
+                    "stop_reason": result.reply.stop_reason if ok and result.reply else None,
+                }
+            )
+
+    # ---- the run -----------------------------------------------------------------------
+
+    async def _calls(
+        self,
+        documents: ObjectReceiveStream[Document | tuple[str, InputProblem]],
+        followups: MemoryObjectReceiveStream[Call],
+    ) -> AsyncGenerator[Call, None]:
+        async with documents:
+            async for item in documents:
+                if isinstance(item, tuple):
+                    self._problem_row(*item)
+                else:
+                    run, calls = self._plan(item)
+                    self._open[item.doc_id] = run
+                    for call in calls:
+                        yield call
+                while True:
+                    try:
+                        yield followups.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+        self._reading_done = True
+        if not self._open:
+            self._followups.close()
+        async with followups:
+            async for call in followups:
+                yield call
+
+    async def run(self) -> RunOutcome:
+        send_docs, receive_docs = anyio.create_memory_object_stream[
+            Document | tuple[str, InputProblem]
+        ](READ_THREADS * 2)
+        self._followups, receive_followups = anyio.create_memory_object_stream[Call](math.inf)
+        totals: RunTotals | None = None
+        calls = self._calls(receive_docs, receive_followups)
+        try:
+            async with (
+                aclosing(calls),
+                receive_docs,
+                self._followups,
+                receive_followups,
+                anyio.create_task_group() as group,
+            ):
+                group.start_soon(self._read_all, send_docs)
+                totals = await self.engine.run(calls, self._on_result)
+        except BaseExceptionGroup as grouped:
+            # A run-fatal error (or a bad input path) stopped the task group: raise it as
+            # itself, not wrapped, so the command line can say what to fix.
+            raise _first_pipeline_error(grouped) or grouped from None
+        finally:
+            outcome = self._write(totals)
+        return outcome
+
+    def _write(self, totals: RunTotals | None) -> RunOutcome:
+        schema = {**DOC_SCHEMA, **self.structured_columns}
+        write_parquet(sorted(self.rows, key=_row_order), self.job.output_path, schema)
+        write_parquet(self.call_rows, self.job.calls_path, CALL_SCHEMA)
+        by_status: dict[str, int] = {}
+        for row in self.rows:
+            by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+        return RunOutcome(
+            self.job.output_path, self.job.calls_path, len(self.rows), by_status, totals
+        )
+
+
+def _first_pipeline_error(group: BaseExceptionGroup[Any]) -> PipelineError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, PipelineError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_pipeline_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def _row_order(row: Mapping[str, Any]) -> tuple[str, int]:
+    return (row["source"], row.get("chunk") or 0)
+
+
+def _source_id(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+async def run_job(job: Job, endpoint: Endpoint, **client_options: Any) -> RunOutcome:
+    """Run a job end to end against ``endpoint``; returns where the results are."""
+    concurrency = job.limits.max_concurrency or 4
+    async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:
+        return await JobRunner(job, client).run()

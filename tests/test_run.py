@@ -1,0 +1,209 @@
+"""End to end over HTTP against the simulator: every input ends as exactly one row."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import polars as pl
+import pytest
+
+from pipeline.client import ApiKey, Endpoint
+from pipeline.errors import AuthenticationFailed
+from pipeline.runner import run_job
+from pipeline.simulator import CONTEXT_WINDOW, SimulatorConfig, SimulatorServer
+from pipeline.spec import load_job
+from tests.conftest import StartSimulator
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = ROOT / "jobs"
+SAMPLES = ROOT / "sample_data"
+
+
+def endpoint_of(server: SimulatorServer) -> Endpoint:
+    return Endpoint(server.url, ApiKey(server.api_key), key_source="$TEST_KEY")
+
+
+def files_under(folder: Path, suffixes: tuple[str, ...]) -> set[str]:
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix in suffixes
+    }
+
+
+def test_summarize_sample_one_row_per_document(simulator: SimulatorServer, tmp_path: Path) -> None:
+    job = load_job(JOBS / "summarize.toml", output=str(tmp_path / "out.parquet"))
+    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    rows = pl.read_parquet(outcome.output)
+    expected = files_under(SAMPLES / "docs", (".pdf", ".txt", ".md"))
+    assert sorted(rows["source"].to_list()) == sorted(expected)
+    assert rows["doc_id"].n_unique() == len(rows)
+    by_source = {r["source"]: r for r in rows.iter_rows(named=True)}
+    broken = by_source["broken.pdf"]
+    assert broken["status"] == "error"
+    assert "broken.pdf" in broken["error_message"] or broken["source"] == "broken.pdf"
+    assert broken["error_type"] == "unreadable"
+    encrypted = by_source["encrypted.pdf"]
+    assert encrypted["status"] == "error"
+    assert encrypted["error_type"] == "encrypted_document"
+    assert "password" in encrypted["error_message"].lower()
+    ok = rows.filter(pl.col("status") == "ok")
+    assert len(ok) >= 5
+    assert all(text.startswith("Reply ") for text in ok["text"])
+    assert (ok["input_tokens"] > 0).all()
+    assert (ok["attempts"] >= 1).all()
+    assert all(ids for ids in ok["request_ids"].to_list())
+    calls = pl.read_parquet(outcome.calls_output)
+    assert set(calls["doc_id"]) == set(ok["doc_id"])
+    assert calls["request_id"].null_count() == 0
+
+
+def test_long_document_is_map_reduced_within_the_window(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraph = (
+        "The committee reviewed the quarterly budget, the staffing plan and the open risks. "
+        "It asked for a revised forecast and a clearer account of the supplier contracts.\n\n"
+    )
+    (docs / "long.txt").write_text(paragraph * 5_000, encoding="utf-8")  # ~850K characters
+    (docs / "short.txt").write_text("A short note about the budget.", encoding="utf-8")
+    server = start_simulator()
+    job = load_job(
+        JOBS / "summarize.toml", inputs=[str(docs)], output=str(tmp_path / "out.parquet")
+    )
+    outcome = anyio.run(run_job, job, endpoint_of(server))
+    rows = {r["source"]: r for r in pl.read_parquet(outcome.output).iter_rows(named=True)}
+    long = rows["long.txt"]
+    assert long["status"] == "ok"
+    assert long["chunks"] >= 2
+    assert rows["short.txt"]["chunks"] == 1
+    stats = server.stats()
+    assert stats["by_status"].get("400", 0) == 0  # no request was over the window
+    calls = pl.read_parquet(outcome.calls_output).filter(pl.col("doc_id") == long["doc_id"])
+    parts = calls["call"].to_list()
+    assert sum(p.startswith("map/") for p in parts) == long["chunks"]
+    assert "final/0" in parts
+    assert calls.filter(pl.col("status") == 200)["input_tokens"].max() < CONTEXT_WINDOW
+
+
+def test_a_tokenizer_that_counts_more_gets_the_chunk_split_again(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "dense.txt").write_text("Quarterly figures and notes. " * 30_000, encoding="utf-8")
+    server = start_simulator(SimulatorConfig(token_scale=2.5))
+    job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=str(tmp_path / "o.parquet"))
+    outcome = anyio.run(run_job, job, endpoint_of(server))
+    [row] = pl.read_parquet(outcome.output).iter_rows(named=True)
+    assert row["status"] == "ok"
+    assert any("split in" in note for note in row["notes"])
+    assert server.stats()["by_status"]["400"] >= 1
+
+
+def test_code_review_skips_secrets_and_ignored_files(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    job = load_job(JOBS / "code_review.toml", output=str(tmp_path / "review.parquet"))
+    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    rows = pl.read_parquet(outcome.output)
+    by_source = {r["source"]: r for r in rows.iter_rows(named=True)}
+    assert by_source[".env"]["status"] == "skipped"
+    assert by_source[".env"]["error_type"] == "secret_file"
+    assert not any(s.startswith("build/") for s in by_source)  # .gitignore'd
+    assert "app.log" not in by_source
+    reviewed = rows.filter(pl.col("status") == "ok")
+    assert len(reviewed) >= 3
+    assert rows.schema["findings"] == pl.List(
+        pl.Struct({"severity": pl.String, "line": pl.Int64, "message": pl.String})
+    )
+    for findings in reviewed["findings"].to_list():
+        assert findings, "each reviewed file has its findings"
+        assert all(f["severity"] in {"low", "medium", "high", "critical"} for f in findings)
+    # Nothing of a secrets file was sent: no call for it, no tokens.
+    calls = pl.read_parquet(outcome.calls_output)
+    for source in (".env", "config/id_rsa"):
+        row = by_source[source]
+        assert row["status"] == "skipped", source
+        assert row["doc_id"] not in set(calls["doc_id"])
+        assert row["attempts"] == row["input_tokens"] == 0
+
+
+def test_wrong_key_stops_the_run_with_nothing_lost(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    job = load_job(JOBS / "summarize.toml", output=str(tmp_path / "out.parquet"))
+    endpoint = Endpoint(simulator.url, ApiKey("sk-wrong-key-123"), key_source="$MEGALLM_API_KEY")
+    with pytest.raises(AuthenticationFailed, match=r"\$MEGALLM_API_KEY was refused"):
+        anyio.run(run_job, job, endpoint)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_run_simulate_writes_parquet_and_exits_1_for_failed_documents(tmp_path: Path) -> None:
+    out = tmp_path / "summaries.parquet"
+    done = run_cli("run", "jobs/summarize.toml", "--simulate", "--output", str(out))
+    assert done.returncode == 1, done.stderr  # broken.pdf and encrypted.pdf failed
+    assert "results:" in done.stdout
+    frame = pl.read_parquet(out)
+    assert set(frame["status"]) == {"ok", "error"}
+    import duckdb
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == len(frame)
+    assert duckdb.sql(f"select count(*) from '{out}'").fetchall() == [(len(frame),)]
+
+
+def test_cli_without_a_key_says_where_to_put_it(tmp_path: Path) -> None:
+    done = run_cli("run", "jobs/summarize.toml", "--output", str(tmp_path / "o.parquet"))
+    assert done.returncode == 2
+    assert "No API key: set $MEGALLM_API_KEY or $ANTHROPIC_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_bad_spec_names_the_field(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        '[inputs]\npaths = ["."]\n[prompt]\ntemplate = "{txt}"\n'
+        '[model]\nname = "m"\nmax_tokens = "lots"\n',
+        encoding="utf-8",
+    )
+    done = run_cli("validate", str(spec))
+    assert done.returncode == 2
+    assert "model.max_tokens" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_reuses_a_job_on_other_inputs(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Notes\nSomething worth summarizing.", encoding="utf-8")
+    shutil.copy(SAMPLES / "docs" / "broken.pdf", folder / "b.pdf")
+    out = tmp_path / "o.parquet"
+    done = run_cli(
+        "run", "jobs/summarize.toml", str(folder), "--simulate", "--output", str(out),
+        "--set", "model.max_tokens=300",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    frame = pl.read_parquet(out)
+    assert sorted(frame["source"]) == ["a.md", "b.pdf"]
