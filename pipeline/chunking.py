@@ -244,10 +244,12 @@ class _Plan:
         self.text = SECTION_JOINER.join(section.text for section in self.sections)
         self.starts: list[int] = []
         self.ends: list[int] = []
+        self.content_ends: list[int] = []  # before the section's trailing white space
         at = 0
         for section in self.sections:
             self.starts.append(at)
             self.ends.append(at + len(section.text))
+            self.content_ends.append(at + len(section.text.rstrip()))
             at += len(section.text) + len(SECTION_JOINER)
         self.end = len(self.text.rstrip())  # where the last chunk ends
         self.last_finders = _CODE_LAST if code else _PROSE_LAST
@@ -285,7 +287,7 @@ class _Plan:
         """Does this section, as a chunk of its own, fit the budget?"""
         if section not in self._fits:
             start = self.content_start(self.starts[section])
-            end = self.starts[section] + len(self.sections[section].text.rstrip())
+            end = self.content_ends[section]
             fits = start is None or start >= end or self.index.estimate(start, end) <= self.budget
             self._fits[section] = fits
         return self._fits[section]
@@ -323,7 +325,7 @@ class _Plan:
         if window <= self.first_visible(start):
             return True
         section = bisect_right(self.starts, start) - 1
-        return self.ends[section] > window and self.fits_alone(section)
+        return self.content_ends[section] > window and self.fits_alone(section)
 
     def cut(self, start: int, window: int) -> int:
         """Where a chunk whose new text starts at ``start`` ends, the slice fitting up to
@@ -331,9 +333,9 @@ class _Plan:
         floor = self.first_visible(start)
         half = floor + int((window - floor) * _FILL)
         low, section_cut = floor, -1
-        last = bisect_right(self.ends, window) - 1  # the last section that ends in the slice
-        if last >= 0 and self.ends[last] > floor:
-            section_cut = self.ends[last]
+        last = bisect_right(self.content_ends, window) - 1  # the last section that ends in it
+        if last >= 0 and self.content_ends[last] > floor:
+            section_cut = self.content_ends[last]
             following = last + 1
             if (
                 window < self.starts[following]  # the slice ends between the two

@@ -22,7 +22,7 @@ import anyio
 from pipeline import __version__
 from pipeline.client import ApiKey, Endpoint, resolve_endpoint
 from pipeline.errors import RunFatal
-from pipeline.runner import run_job
+from pipeline.runner import check_inputs, run_job
 from pipeline.simulator import (
     DEFAULT_API_KEY,
     TIERS,
@@ -216,6 +216,7 @@ def _load(args: argparse.Namespace) -> Job:
 
 def run_validate(args: argparse.Namespace) -> int:
     job = _load(args)
+    check_inputs(job)
     budget = job.chunk_budget(estimate_text)
     print(
         f"{args.job}: ok. Job '{job.name}': model {job.spec.model.name}, "

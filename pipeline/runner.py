@@ -117,22 +117,8 @@ class JobRunner:
 
     # ---- inputs ------------------------------------------------------------------------
 
-    def input_options(self) -> InputOptions:
-        inputs = self.job.spec.inputs
-        return InputOptions(
-            paths=self.job.input_paths,
-            include=tuple(inputs.include),
-            exclude=tuple(inputs.exclude),
-            gitignore=inputs.gitignore,
-            skip_secrets=inputs.skip_secrets,
-            follow_symlinks=inputs.follow_symlinks,
-            max_file_bytes=inputs.max_file_bytes,
-            mode=inputs.mode,
-            code=inputs.code,
-        )
-
     async def _read_all(self, out: ObjectSendStream[Document | tuple[str, InputProblem]]) -> None:
-        options = self.input_options()
+        options = input_options(self.job)
         found = iter(discover(options))
         end = object()
         slots = anyio.Semaphore(READ_THREADS)
@@ -475,6 +461,26 @@ class JobRunner:
         )
 
 
+def input_options(job: Job) -> InputOptions:
+    inputs = job.spec.inputs
+    return InputOptions(
+        paths=job.input_paths,
+        include=tuple(inputs.include),
+        exclude=tuple(inputs.exclude),
+        gitignore=inputs.gitignore,
+        skip_secrets=inputs.skip_secrets,
+        follow_symlinks=inputs.follow_symlinks,
+        max_file_bytes=inputs.max_file_bytes,
+        mode=inputs.mode,
+        code=inputs.code,
+    )
+
+
+def check_inputs(job: Job) -> None:
+    """Raise ConfigError now, before anything is sent, if an input path matches nothing."""
+    next(iter(discover(input_options(job))), None)
+
+
 def _first_pipeline_error(group: BaseExceptionGroup[Any]) -> PipelineError | None:
     for exc in group.exceptions:
         if isinstance(exc, PipelineError):
@@ -496,6 +502,7 @@ def _source_id(source: str) -> str:
 
 async def run_job(job: Job, endpoint: Endpoint, **client_options: Any) -> RunOutcome:
     """Run a job end to end against ``endpoint``; returns where the results are."""
+    check_inputs(job)
     concurrency = job.limits.max_concurrency or 4
     async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:
         return await JobRunner(job, client).run()

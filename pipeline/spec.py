@@ -9,6 +9,7 @@ can override any field without editing the file (``--set section.field=value``),
 from __future__ import annotations
 
 import dataclasses
+import os
 import string
 import tomllib
 from collections.abc import Callable
@@ -186,7 +187,9 @@ class Job:
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else self.base_dir / candidate
+        return Path(
+            os.path.normpath(candidate if candidate.is_absolute() else self.base_dir / candidate)
+        )
 
     @property
     def input_paths(self) -> tuple[Path, ...]:

@@ -207,3 +207,51 @@ def test_cli_reuses_a_job_on_other_inputs(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     frame = pl.read_parquet(out)
     assert sorted(frame["source"]) == ["a.md", "b.pdf"]
+
+
+def test_per_chunk_gives_one_row_per_chunk(simulator: SimulatorServer, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "chapters.txt").write_text(
+        "\n\n".join(f"Chapter {n}. " + "The story goes on. " * 400 for n in range(4)),
+        encoding="utf-8",
+    )
+    job = load_job(
+        JOBS / "summarize.toml",
+        inputs=[str(docs)],
+        output=str(tmp_path / "o.parquet"),
+        overrides=["chunking.strategy=per_chunk", "chunking.max_chunk_tokens=2500"],
+    )
+    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    rows = pl.read_parquet(outcome.output)
+    assert len(rows) >= 3
+    assert rows["chunk"].to_list() == list(range(1, len(rows) + 1))
+    assert set(rows["status"]) == {"ok"}
+    assert rows["doc_id"].n_unique() == 1
+
+
+def test_attach_mode_sends_pdfs_as_document_blocks(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    docs = tmp_path / "scans"
+    docs.mkdir()
+    shutil.copy(SAMPLES / "docs" / "quarterly-report.pdf", docs / "scan.pdf")
+    job = load_job(
+        JOBS / "summarize.toml",
+        inputs=[str(docs)],
+        output=str(tmp_path / "o.parquet"),
+        overrides=["inputs.mode=attach"],
+    )
+    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    [row] = pl.read_parquet(outcome.output).iter_rows(named=True)
+    assert row["status"] == "ok"
+    assert row["kind"] == "pdf"
+    # The simulator charges 1,500 tokens a PDF page: the pages went as a document block.
+    assert row["input_tokens"] >= 1_500
+
+
+def test_validate_refuses_an_input_path_that_matches_nothing(tmp_path: Path) -> None:
+    done = run_cli("validate", "jobs/summarize.toml", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert "inputs.paths" in done.stderr
+    assert "does not exist" in done.stderr
