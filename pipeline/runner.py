@@ -58,6 +58,7 @@ class DocumentRun:
     chunk_count: int
     started_at: float
     pending: set[str] = field(default_factory=set)
+    sent: dict[str, tuple[Unit, str]] = field(default_factory=dict)  # part -> (unit, template)
     partials: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     level: int = 0
@@ -175,6 +176,7 @@ class JobRunner:
         )
         key = f"{document.doc_id}{_SEP}{unit.key}"
         run.pending.add(unit.key)
+        run.sent[unit.key] = (unit, template)
         return Call(key, params, input_tokens=estimate_request(params))
 
     def _plan(self, document: Document) -> tuple[DocumentRun, list[Call]]:
@@ -229,8 +231,11 @@ class JobRunner:
     async def _failed(self, run: DocumentRun, part: str, result: CallResult) -> None:
         error = result.error
         assert error is not None
-        if isinstance(error, InvalidRequest) and await self._over_window(result.call):
-            self._resplit(run, part, result.call)
+        if (
+            isinstance(error, InvalidRequest)
+            and await self._over_window(result.call)
+            and self._resplit(run, part)
+        ):
             return
         message = f"{run.document.source}: {error}"
         if isinstance(error, InvalidRequest):
@@ -256,13 +261,17 @@ class JobRunner:
             return False
         return counted > CONTEXT_WINDOW
 
-    def _resplit(self, run: DocumentRun, part: str, call: Call) -> None:
-        """The server counted more tokens than our estimate: split this part in two."""
-        content = call.params["messages"][0]["content"]
-        text = content if isinstance(content, str) else ""
-        if not text:
-            return
-        pieces = split([Section(text)], max(1_000, estimate_text(text) // 2))
+    def _resplit(self, run: DocumentRun, part: str) -> bool:
+        """The server counted more tokens than our estimate: split this part's text in two
+        and send the halves with the same template; their answers are combined as usual.
+        Only text parts of a document answered as a whole can be split (not attachments,
+        not ``per_chunk`` rows)."""
+        unit, template = run.sent[part]
+        if not unit.text or part.startswith("chunk/"):
+            return False
+        pieces = split([Section(unit.text)], max(1_000, estimate_text(unit.text) // 2))
+        if len(pieces) < 2:
+            return False
         index = run.order.index(part) if part in run.order else len(run.order)
         new_keys = [f"{part}.{i}" for i in range(len(pieces))]
         run.order[index : index + 1] = new_keys
@@ -270,13 +279,15 @@ class JobRunner:
             f"{part} was over the window by the server's count: split in {len(pieces)}"
         )
         for key, piece in zip(new_keys, pieces, strict=True):
-            unit = Unit(key, piece.text, piece)
-            self._followups.send_nowait(self._call(run, unit, final=False, template="{text}"))
+            call = self._call(run, Unit(key, piece.text, piece), final=False, template=template)
+            self._followups.send_nowait(call)
+        return True
 
     def _succeeded(self, run: DocumentRun, part: str, result: CallResult) -> None:
         reply = result.reply
         assert reply is not None
-        final = part == "whole" or part.startswith("chunk/") or part.startswith("final/")
+        # A part split again after the server found it too long ("whole.0") is a partial.
+        final = "." not in part and (part == "whole" or part.startswith(("chunk/", "final/")))
         if reply.stop_reason == "max_tokens":
             run.notes.append(f"{part}: the answer was cut at model.max_tokens")
         if final:
