@@ -46,8 +46,8 @@ per-block counts, and each boundary search is a C-level scan (``str.rfind``, a r
 expression) over at most one budget's worth of text, so splitting is linear. Measured with
 ``time.perf_counter`` on this machine, best of 3, into 100,000-token chunks: 5 MB of English
 prose 0.12 s (20 chunks); 5 MB of Python source 0.14 s (23 chunks); 1,667 PDF-like pages of
-3 KB 0.11 s; one 50 MB line with no white space 1.1 s (139 hard cuts; building the index is
-most of it); one 50 MB line of words 1.1 s. A document that fits costs one pass.
+3 KB 0.11 s; one 50 MB line with no white space 1.2 s (139 hard cuts; building the index is
+most of it); one 50 MB line of words 1.2 s. A document that fits costs one pass.
 """
 
 from __future__ import annotations

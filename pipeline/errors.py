@@ -11,9 +11,10 @@
     │   └── HostUnreachable          no connection could be made, after retries
     ├── InputProblem             a file that cannot become a request: an error or skipped row
     │   ├── Unreadable               cannot be opened or decoded; a broken PDF
-    │   ├── EmptyDocument            nothing to send: an empty file, a PDF with no text
+    │   ├── EmptyDocument            a PDF with no pages or no extractable text (a scan?)
     │   ├── EncryptedDocument        a PDF that needs a password
     │   └── Skipped                  left out on purpose (status "skipped", not "error"):
+    │       ├── EmptyFile                zero bytes or only white space: nothing to send
     │       ├── SecretFile               looks like credentials: never sent to a third party
     │       ├── BinaryFile               not text
     │       └── TooLarge                 over the job's inputs.max_file_bytes
@@ -126,6 +127,10 @@ class EncryptedDocument(InputProblem):
 
 
 class Skipped(InputProblem):
+    pass
+
+
+class EmptyFile(Skipped):
     pass
 
 

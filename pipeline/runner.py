@@ -37,6 +37,7 @@ from pipeline.spec import CONTEXT_WINDOW, Job
 from pipeline.tokens import estimate_request, estimate_text
 
 READ_THREADS = 4
+_PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
 _SEP = "|"
 
 
@@ -312,7 +313,8 @@ class JobRunner:
     def _reduce(self, run: DocumentRun) -> None:
         """All partial answers are in: combine them, in groups that fit, until one is left."""
         texts = [run.partials[key] for key in run.order]
-        groups = reduce_groups([estimate_text(t) for t in texts], self.budget)
+        counts = [estimate_text(t) for t in texts]
+        groups = reduce_groups(counts, self.budget, overhead=_PART_HEADER_TOKENS)
         final = len(groups) == 1
         run.level += 1
         run.partials = {}

@@ -219,6 +219,12 @@ class Job:
         )
         if spec.chunking.max_chunk_tokens is not None:
             budget = min(budget, spec.chunking.max_chunk_tokens)
+        overlap = spec.chunking.overlap_tokens
+        if overlap * 2 > budget:
+            raise ConfigError(
+                f"chunking.overlap_tokens: {overlap:,} is more than half of a chunk "
+                f"({budget:,} tokens); lower it"
+            )
         if budget < 1_000:
             raise ConfigError(
                 "prompt/model: the system prompt, template and model.max_tokens leave less than "

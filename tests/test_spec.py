@@ -179,3 +179,9 @@ def test_unreadable_or_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("[model\nname = 1", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_job(bad)
+
+
+def test_overlap_over_half_a_chunk_is_refused_at_load() -> None:
+    data = minimal(chunking={"max_chunk_tokens": 4_000, "overlap_tokens": 2_500})
+    with pytest.raises(ConfigError, match=r"chunking\.overlap_tokens: 2,500 is more than half"):
+        parse_spec(data, base_dir=Path("/"), name="t").chunk_budget(len)

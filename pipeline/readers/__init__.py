@@ -19,9 +19,10 @@ What becomes what:
   attachments of at most 100 pages each. Images: attachments in attach mode, else skipped.
 - Any other suffix is sniffed: text if it decodes and has no NUL byte.
 
-Problems: an empty or whitespace-only file is ``EmptyDocument``. A NUL byte makes a file
-``BinaryFile`` (skipped) whatever its name. Bytes with no NUL that decode in no encoding are
-``Unreadable`` (an error to fix) when the name says text (``.txt``, ``.md``), else ``BinaryFile``.
+Problems: an empty or whitespace-only file is ``EmptyFile`` (skipped: nothing to send). A NUL
+byte makes a file ``BinaryFile`` (skipped) whatever its name. Bytes with no NUL that decode in
+no encoding are ``Unreadable`` (an error to fix) when the name says text (``.txt``, ``.md``),
+else ``BinaryFile``.
 Credentials are ``SecretFile`` (skipped) unless ``inputs.skip_secrets`` is false.
 """
 

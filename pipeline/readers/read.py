@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.errors import (
     BinaryFile,
-    EmptyDocument,
+    EmptyFile,
     SecretFile,
     Skipped,
     TooLarge,
@@ -108,7 +108,7 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
 
     data = read_bytes(candidate.path, label, options.max_file_bytes)
     if not data:
-        raise EmptyDocument(f"{label} is empty (0 bytes): there is nothing to send")
+        raise EmptyFile(f"{label} is empty (0 bytes): there is nothing to send")
     content_hash = hashlib.sha256(data).hexdigest()
 
     sections: tuple[Section, ...] = ()
@@ -160,7 +160,7 @@ def _read_text(
     if options.skip_secrets and (reason := secret_by_content(name, decoded.text)):
         raise secret_file(label, reason)
     if not decoded.text.strip():
-        raise EmptyDocument(f"{label} holds only whitespace: there is nothing to send")
+        raise EmptyFile(f"{label} holds only whitespace: there is nothing to send")
     kind: Kind = found.kind or "text"
     language = found.language if kind == "code" else None
     notes = (decoded.note,) if decoded.note else ()

@@ -4,7 +4,6 @@ ones, and the reduce plan groups partial results that fit."""
 from __future__ import annotations
 
 import re
-import time
 from itertools import pairwise
 
 import pytest
@@ -290,25 +289,20 @@ def test_code_keeps_the_indentation_of_a_chunk_first_line() -> None:
     assert all(c.text.startswith("    value_") for c in chunks[1:])
 
 
-def test_a_huge_single_line_is_cut_hard_quickly() -> None:
+def test_a_huge_single_line_is_cut_hard() -> None:
     line = ("x" * 997 + "y=1") * 2_000  # 2 MB, no white space at all
-    started = time.perf_counter()
     chunks = split([Section(line)], 20_000)
-    elapsed = time.perf_counter() - started
     assert "".join(c.text for c in chunks) == line
     assert all(c.tokens <= 20_000 for c in chunks)
     assert min(c.tokens for c in chunks[:-1]) > 19_990  # hard cuts fill the chunk
-    assert elapsed < 2.0  # about 0.05 s measured
 
 
-def test_five_megabytes_split_well_under_a_second() -> None:
+def test_five_megabytes_split_into_covering_chunks() -> None:
+    # Speed is measured in bench/, not asserted here.
     text = "\n\n".join(lines(10, start=n) for n in range(0, 70_000, 10))[:5_000_000]
-    started = time.perf_counter()
     chunks = split([Section(text)], 100_000)
-    elapsed = time.perf_counter() - started
     assert len(chunks) >= 15
     assert_covers(text, chunks)
-    assert elapsed < 2.0  # about 0.1 s measured; generous for a loaded machine
 
 
 def test_overlap_starts_with_the_end_of_the_previous_chunk() -> None:

@@ -258,7 +258,7 @@ def test_every_hostile_input_is_a_problem_never_a_crash(tmp_path: Path) -> None:
             except InputProblem as problem:
                 outcomes[item.source] = type(problem).__name__
                 messages.append((item.source, problem.message))
-        assert outcomes["empty.txt"] == "EmptyDocument"
+        assert outcomes["empty.txt"] == "EmptyFile"
         assert outcomes["binary.txt"] == "BinaryFile"
         assert outcomes["latin.txt"] == outcomes["bad-utf8.md"].replace("markdown", "text")
         assert outcomes["truncated.pdf"] == "Unreadable"

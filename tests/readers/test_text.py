@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pipeline.errors import BinaryFile, EmptyDocument, TooLarge, Unreadable
+from pipeline.errors import BinaryFile, EmptyFile, TooLarge, Unreadable
 from pipeline.models import Document
 from pipeline.readers import Candidate, read_document
 from pipeline.readers.text import Decoded, NotText, decode
@@ -81,13 +81,13 @@ def test_utf8_with_a_few_bad_bytes_stays_utf8(tmp_path: Path) -> None:
     assert document.notes == ("1 invalid UTF-8 byte sequence(s) replaced with U+FFFD",)
 
 
-def test_a_zero_byte_file_is_an_empty_document(tmp_path: Path) -> None:
-    with pytest.raises(EmptyDocument, match=r"empty\.txt is empty"):
+def test_a_zero_byte_file_is_skipped_as_empty(tmp_path: Path) -> None:
+    with pytest.raises(EmptyFile, match=r"empty\.txt is empty"):
         read(tmp_path, "empty.txt", b"")
 
 
-def test_whitespace_only_is_an_empty_document(tmp_path: Path) -> None:
-    with pytest.raises(EmptyDocument, match="only whitespace"):
+def test_whitespace_only_is_skipped_as_empty(tmp_path: Path) -> None:
+    with pytest.raises(EmptyFile, match="only whitespace"):
         read(tmp_path, "blank.md", " \n\t\r\n")
 
 
