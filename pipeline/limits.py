@@ -11,10 +11,12 @@ that requests leave at the rate the tier allows and not faster:
   tokens, which the server counts as they are produced. A request larger than a bucket waits
   for a full bucket and leaves it in debt: it runs, slowly, instead of hanging.
 - Server feedback. ``observe`` reads ``anthropic-ratelimit-*-remaining``: when the server has
-  less left than the pacer thought, the pacer slows down before the server refuses; when it
-  reports more (a bucket left full by an idle minute), the pacer may use exactly that, minus
-  what it has sent since, and never more. Limits the server states but the job did not are
-  adopted.
+  less left than the pacer thought, the pacer slows down before the server refuses (reading
+  what was sent since at the rate our estimates have proved to run over, so a conservative
+  estimate does not throttle the run). When a server that keeps a minute's bucket reports
+  more (a bucket left full by an idle minute), the pacer may use exactly that, minus what it
+  has sent since, and never more; a server that shows only a second's worth is paced
+  evenly, not raced. Limits the server states but the job did not are adopted.
 - One cooldown. A 429 anywhere pauses every caller until its ``retry-after``.
 
 The clock and the sleep are injected, so tests run on virtual time.
@@ -189,6 +191,8 @@ class Pacer:
                 self.buckets[resource] = self._bucket(per_minute)
         self.waited = 0.0
         self.cooldowns = 0
+        self._estimated = 0  # input tokens reserved by estimate, over settled requests
+        self._charged = 0  # and what the server charged for them
 
     def _bucket(self, per_minute: int) -> TokenBucket:
         return TokenBucket(per_minute, per_second=True, clock=self._clock)
@@ -231,6 +235,9 @@ class Pacer:
         then the reserved input goes back.
         """
         actual = 0 if input_tokens is None else input_tokens
+        if input_tokens is not None:
+            self._estimated += reservation.input_tokens
+            self._charged += input_tokens
         for resource in ("tokens", "input_tokens"):
             if resource in self.buckets:
                 self.buckets[resource].refund(reservation.input_tokens - actual)
@@ -253,6 +260,9 @@ class Pacer:
         """
         sent_at = reservation.sent_at
         sent_requests, sent_tokens = self._history.since(sent_at)
+        # Our input estimates run over what the server charges: scale what was sent since
+        # by how far they ran over so far, when deciding to slow down.
+        ratio = min(1.0, self._charged / self._estimated) if self._estimated else 1.0
         elapsed = max(0.0, self._clock() - sent_at)
         for resource in RESOURCES:
             prefix = f"anthropic-ratelimit-{resource.replace('_', '-')}"
@@ -265,20 +275,28 @@ class Pacer:
                 if limit is None or limit < 1:
                     continue
                 bucket = self.buckets[resource] = self._bucket(int(limit))
-            own, since = {
-                "requests": (1, sent_requests),
-                "output_tokens": (0, 0),
-            }.get(resource, (reservation.input_tokens, sent_tokens))
+            own, since, scale = {
+                "requests": (1, sent_requests, 1.0),
+                "output_tokens": (0, 0, 1.0),
+            }.get(resource, (reservation.input_tokens, sent_tokens, ratio))
             # What the server's bucket can hold, as far as it has shown: a server that
             # enforces per second never reports more than a second's worth.
             seen = self._server_capacity[resource] = max(
                 self._server_capacity.get(resource, 0.0), remaining + own
             )
-            allowed = min(remaining + bucket.rate * elapsed, seen) - since
+            refilled = remaining + bucket.rate * elapsed
             current = bucket.level()
-            if allowed < current:
-                bucket.set_level(allowed)
-            elif self._follow:
+            # Slow down only when the server has less than we think even if its bucket
+            # never hit its cap meanwhile (the optimistic reading): a cap reached while
+            # requests were in flight would otherwise look like a shortfall and throttle.
+            lowest = refilled - since * scale
+            allowed = min(refilled, seen) - since
+            if lowest < current:
+                bucket.set_level(lowest)
+            elif self._follow and seen > 2 * bucket.capacity:
+                # The server keeps more than our pacing does (a minute's bucket, not a
+                # second's): use what it says it has. A server that enforces per second
+                # shows no more than a second's worth: it is paced evenly, never raced.
                 # Replies can overtake each other on the way, so a figure may miss a request
                 # or two sent just before; and token figures are rounded. Raise only past that.
                 margin = 2 * own + (0 if resource == "requests" else _TOKEN_ROUNDING)

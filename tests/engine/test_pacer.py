@@ -139,3 +139,34 @@ async def test_a_limit_the_server_states_is_adopted(fake_clock: FakeClock) -> No
     start = fake_clock()
     await pacer.acquire(0)
     assert fake_clock() - start == pytest.approx(0.5)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_keeps_only_a_seconds_worth_is_not_raced(
+    fake_clock: FakeClock,
+) -> None:
+    pacer = pacer_on(fake_clock, Limits(requests_per_minute=600))  # ours: 10 a second
+    sent = [await pacer.acquire(0) for _ in range(10)]  # our second's worth, used up
+    # A per-second server says 9 left: its whole bucket is a second's worth too, so this
+    # is no spare minute to spend; we keep pacing.
+    pacer.observe({"anthropic-ratelimit-requests-remaining": "9"}, sent[-1])
+    start = fake_clock()
+    for _ in range(7):
+        await pacer.acquire(0)
+    assert fake_clock() - start == pytest.approx(0.7)
+
+
+@pytest.mark.anyio
+async def test_an_estimate_that_runs_over_does_not_throttle(fake_clock: FakeClock) -> None:
+    pacer = pacer_on(fake_clock, Limits(tokens_per_minute=60_000))  # 1,000 a second
+    first = await pacer.acquire(500)
+    fake_clock.advance(0.1)
+    second = await pacer.acquire(500)
+    for reservation in (first, second):  # the server charged 400 where we reserved 500
+        pacer.settle(reservation, input_tokens=400, output_tokens=0)
+    assert pacer.buckets["tokens"].level() == pytest.approx(300)
+    # Asked as the first was admitted, the server had 650 left; since then it refilled 100
+    # and the second drew what it really holds (our estimates run 25% over): 350 left,
+    # more than our 300, so no slowing down. Counting our estimate (500) would say 250.
+    pacer.observe({"anthropic-ratelimit-tokens-remaining": "650"}, first)
+    assert pacer.buckets["tokens"].level() == pytest.approx(300)
