@@ -142,30 +142,31 @@ class Reservation:
 
 
 class _History:
-    """Running totals of reservations, to tell what was sent after a given moment."""
+    """Running totals of what the pacer sent and was charged, to tell what happened after a
+    given moment: requests and input tokens reserved, output tokens charged."""
 
     def __init__(self) -> None:
         self._times: list[float] = []
-        self._before: list[tuple[int, int]] = []  # totals just before each reservation
-        self._requests = 0
-        self._tokens = 0
+        self._before: list[tuple[int, int, int]] = []  # totals just before each event
+        self._totals = (0, 0, 0)
 
-    def add(self, at: float, tokens: int) -> None:
+    def add(self, at: float, *, requests: int = 0, tokens: int = 0, output: int = 0) -> None:
         self._times.append(at)
-        self._before.append((self._requests, self._tokens))
-        self._requests += 1
-        self._tokens += tokens
+        self._before.append(self._totals)
+        done_requests, done_tokens, done_output = self._totals
+        self._totals = (done_requests + requests, done_tokens + tokens, done_output + output)
         if self._times[0] < at - 2 * _HISTORY_SECONDS:
             cut = bisect.bisect_left(self._times, at - _HISTORY_SECONDS)
             del self._times[:cut], self._before[:cut]
 
-    def since(self, moment: float) -> tuple[int, int]:
-        """Requests and input tokens reserved strictly after ``moment``."""
+    def since(self, moment: float) -> tuple[int, int, int]:
+        """Requests, input tokens and output tokens recorded strictly after ``moment``."""
         index = bisect.bisect_right(self._times, moment)
         if index == len(self._times):
-            return 0, 0
-        requests, tokens = self._before[index]
-        return self._requests - requests, self._tokens - tokens
+            return 0, 0, 0
+        requests, tokens, output = self._before[index]
+        now_requests, now_tokens, now_output = self._totals
+        return now_requests - requests, now_tokens - tokens, now_output - output
 
 
 class Pacer:
@@ -222,7 +223,7 @@ class Pacer:
                 if resource in self.buckets:
                     self.buckets[resource].take(amount)
             now = self._clock()
-            self._history.add(now, input_tokens)
+            self._history.add(now, requests=1, tokens=input_tokens)
             return Reservation(now, input_tokens)
 
     def settle(
@@ -244,6 +245,8 @@ class Pacer:
         for resource in ("tokens", "output_tokens"):
             if resource in self.buckets and output_tokens:
                 self.buckets[resource].take(output_tokens)
+        if output_tokens:
+            self._history.add(self._clock(), output=output_tokens)
 
     def cooldown(self, seconds: float) -> None:
         """Pause every caller for ``seconds`` (a 429's retry-after)."""
@@ -259,7 +262,7 @@ class Pacer:
         requests sent after it have drawn on it.
         """
         sent_at = reservation.sent_at
-        sent_requests, sent_tokens = self._history.since(sent_at)
+        sent_requests, sent_tokens, produced = self._history.since(sent_at)
         # Our input estimates run over what the server charges: scale what was sent since
         # by how far they ran over so far, when deciding to slow down.
         ratio = min(1.0, self._charged / self._estimated) if self._estimated else 1.0
@@ -275,10 +278,14 @@ class Pacer:
                 if limit is None or limit < 1:
                     continue
                 bucket = self.buckets[resource] = self._bucket(int(limit))
-            own, since, scale = {
-                "requests": (1, sent_requests, 1.0),
-                "output_tokens": (0, 0, 1.0),
-            }.get(resource, (reservation.input_tokens, sent_tokens, ratio))
+            # Since then: what was sent drew requests and input; replies that ended were
+            # charged their output (the combined budget counts both).
+            own, since, scale, charged = {
+                "requests": (1, sent_requests, 1.0, 0),
+                "input_tokens": (reservation.input_tokens, sent_tokens, ratio, 0),
+                "tokens": (reservation.input_tokens, sent_tokens, ratio, produced),
+                "output_tokens": (0, 0, 1.0, produced),
+            }[resource]
             # What the server's bucket can hold, as far as it has shown: a server that
             # enforces per second never reports more than a second's worth.
             seen = self._server_capacity[resource] = max(
@@ -289,8 +296,8 @@ class Pacer:
             # Slow down only when the server has less than we think even if its bucket
             # never hit its cap meanwhile (the optimistic reading): a cap reached while
             # requests were in flight would otherwise look like a shortfall and throttle.
-            lowest = refilled - since * scale
-            allowed = min(refilled, seen) - since
+            lowest = refilled - charged - since * scale
+            allowed = min(refilled, seen) - charged - since
             if lowest < current:
                 bucket.set_level(lowest)
             elif self._follow and seen > 2 * bucket.capacity:
