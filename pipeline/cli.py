@@ -6,6 +6,7 @@ Exit statuses (documented in the README):
   2  bad usage or job spec (the message names the field and the fix); nothing was sent
   3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
      what finished before is saved
+  130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ EXIT_OK = 0
 EXIT_DOCUMENTS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
+EXIT_INTERRUPTED = 130
 
 SIMULATOR_KEY_ENV = "PIPELINE_SIMULATOR_KEY"
 
@@ -275,4 +277,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pipeline: the run stopped: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
-        return EXIT_OK
+        print("pipeline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
