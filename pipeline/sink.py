@@ -167,10 +167,18 @@ def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
         frame.write_parquet(temporary)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        # mkstemp makes the file private (0600); give it the mode any new file would have.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_parquet(

@@ -255,3 +255,14 @@ def test_validate_refuses_an_input_path_that_matches_nothing(tmp_path: Path) -> 
     assert done.returncode == 2
     assert "inputs.paths" in done.stderr
     assert "does not exist" in done.stderr
+
+
+def test_results_get_the_usual_file_mode_not_a_temp_files(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    job = load_job(JOBS / "summarize.toml", output=str(tmp_path / "out.parquet"))
+    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert outcome.output.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
