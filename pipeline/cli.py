@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -196,6 +197,11 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="override any field of the job, e.g. --set model.max_tokens=2048 (repeatable)",
     )
     run.add_argument(
+        "--force",
+        action="store_true",
+        help="send every document again, even those an earlier run finished",
+    )
+    run.add_argument(
         "--simulate",
         action="store_true",
         help="run against a local simulator of the API started for this run: no key, no cost",
@@ -238,16 +244,17 @@ def run_job_command(args: argparse.Namespace) -> int:
                 f"pipeline: using the local simulator at {server.url} (no key, no cost)",
                 file=sys.stderr,
             )
-            outcome = anyio.run(run_job, job, endpoint)
+            outcome = anyio.run(functools.partial(run_job, job, endpoint, force=args.force))
     else:
         endpoint = resolve_endpoint(
             base_url=spec.endpoint.base_url,
             key_variable=spec.endpoint.api_key_env,
             allow_insecure=spec.endpoint.allow_insecure_http,
         )
-        outcome = anyio.run(run_job, job, endpoint)
+        outcome = anyio.run(functools.partial(run_job, job, endpoint, force=args.force))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.by_status.items()))
-    print(f"{outcome.rows} documents: {counts or 'none'}")
+    reused = f" ({outcome.reused} finished earlier, not sent again)" if outcome.reused else ""
+    print(f"{outcome.rows} documents: {counts or 'none'}{reused}")
     print(f"results: {outcome.output}")
     print(f"calls:   {outcome.calls_output}")
     return EXIT_DOCUMENTS_FAILED if outcome.by_status.get("error") else EXIT_OK

@@ -34,6 +34,7 @@ from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.retry import RetryPolicy
 from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
 from pipeline.spec import CONTEXT_WINDOW, Job
+from pipeline.store import ResultStore, settings_hash
 from pipeline.tokens import estimate_request, estimate_text
 
 READ_THREADS = 4
@@ -69,6 +70,8 @@ class DocumentRun:
     request_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     done: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    call_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def account(self, result: CallResult) -> None:
         self.attempts += len(result.attempts)
@@ -85,6 +88,7 @@ class RunOutcome:
     rows: int
     by_status: dict[str, int]
     totals: RunTotals | None
+    reused: int = 0  # documents finished by an earlier run, not sent again
 
 
 class JobRunner:
@@ -94,8 +98,14 @@ class JobRunner:
         client: MessagesClient,
         *,
         retry: RetryPolicy | None = None,
+        force: bool = False,
     ) -> None:
         spec = job.spec
+        self.store = ResultStore(job.state_path)
+        if force:
+            self.store.forget_all()
+        self.settings = settings_hash(job.answer_settings())
+        self.reused = 0
         self.job = job
         self.client = client
         self.engine = Engine(
@@ -218,7 +228,7 @@ class JobRunner:
         run = self._open[doc_id]
         run.pending.discard(part)
         run.account(result)
-        self._log_calls(doc_id, part, result)
+        self._log_calls(run, part, result)
         if not run.done:
             if result.error is not None:
                 await self._failed(run, part, result)
@@ -226,6 +236,8 @@ class JobRunner:
                 self._succeeded(run, part, result)
         if not run.pending:
             del self._open[doc_id]
+            if run.rows and all(row["status"] == "ok" for row in run.rows):
+                self.store.save(self._key(run.document), run.rows, run.call_rows)
             if self._reading_done and not self._open:
                 self._followups.close()
 
@@ -327,6 +339,9 @@ class JobRunner:
             call = self._call(run, Unit(key, joined), final=final, template=template)
             self._followups.send_nowait(call)
 
+    def _key(self, document: Document) -> str:
+        return f"{document.doc_id}:{self.settings}"
+
     # ---- rows --------------------------------------------------------------------------
 
     def _add_row(self, run: DocumentRun, *, status: str, **values: Any) -> None:
@@ -361,6 +376,7 @@ class JobRunner:
                 column = f"field_{name}" if name in DOC_SCHEMA else name
                 row[column] = fit(structured.get(name), self.structured_columns[column])
         self.rows.append(row)
+        run.rows.append(row)
 
     def _problem_row(self, source: str, problem: InputProblem) -> None:
         status = "skipped" if isinstance(problem, Skipped) else "error"
@@ -386,28 +402,25 @@ class JobRunner:
             }
         )
 
-    def _log_calls(self, doc_id: str, part: str, result: CallResult) -> None:
+    def _log_calls(self, run: DocumentRun, part: str, result: CallResult) -> None:
+        doc_id = run.document.doc_id
         for attempt in result.attempts:
             ok = attempt.status == 200 and result.reply is not None
-            self.call_rows.append(
-                {
-                    "doc_id": doc_id,
-                    "call": part,
-                    "attempt": attempt.number,
-                    "status": attempt.status,
-                    "error_type": attempt.error_kind,
-                    "request_id": attempt.request_id,
-                    "latency_s": round(attempt.latency_s, 4),
-                    "started_at": utc(attempt.started_at),
-                    "input_tokens": result.reply.usage.input_tokens
-                    if ok and result.reply
-                    else None,
-                    "output_tokens": result.reply.usage.output_tokens
-                    if ok and result.reply
-                    else None,
-                    "stop_reason": result.reply.stop_reason if ok and result.reply else None,
-                }
-            )
+            row = {
+                "doc_id": doc_id,
+                "call": part,
+                "attempt": attempt.number,
+                "status": attempt.status,
+                "error_type": attempt.error_kind,
+                "request_id": attempt.request_id,
+                "latency_s": round(attempt.latency_s, 4),
+                "started_at": utc(attempt.started_at),
+                "input_tokens": result.reply.usage.input_tokens if ok and result.reply else None,
+                "output_tokens": result.reply.usage.output_tokens if ok and result.reply else None,
+                "stop_reason": result.reply.stop_reason if ok and result.reply else None,
+            }
+            self.call_rows.append(row)
+            run.call_rows.append(row)
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -420,6 +433,11 @@ class JobRunner:
             async for item in documents:
                 if isinstance(item, tuple):
                     self._problem_row(*item)
+                elif (stored := self.store.finished(self._key(item))) is not None:
+                    rows, call_rows = stored
+                    self.rows.extend(rows)
+                    self.call_rows.extend(call_rows)
+                    self.reused += 1
                 else:
                     run, calls = self._plan(item)
                     self._open[item.doc_id] = run
@@ -459,6 +477,7 @@ class JobRunner:
             # itself, not wrapped, so the command line can say what to fix.
             raise _first_pipeline_error(grouped) or grouped from None
         finally:
+            self.store.close()
             outcome = self._write(totals)
         return outcome
 
@@ -470,7 +489,12 @@ class JobRunner:
         for row in self.rows:
             by_status[row["status"]] = by_status.get(row["status"], 0) + 1
         return RunOutcome(
-            self.job.output_path, self.job.calls_path, len(self.rows), by_status, totals
+            self.job.output_path,
+            self.job.calls_path,
+            len(self.rows),
+            by_status,
+            totals,
+            self.reused,
         )
 
 
@@ -513,9 +537,11 @@ def _source_id(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-async def run_job(job: Job, endpoint: Endpoint, **client_options: Any) -> RunOutcome:
+async def run_job(
+    job: Job, endpoint: Endpoint, *, force: bool = False, **client_options: Any
+) -> RunOutcome:
     """Run a job end to end against ``endpoint``; returns where the results are."""
     check_inputs(job)
     concurrency = job.limits.max_concurrency or 4
     async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:
-        return await JobRunner(job, client).run()
+        return await JobRunner(job, client, force=force).run()

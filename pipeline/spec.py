@@ -202,6 +202,25 @@ class Job:
         return self.base_dir / "out" / f"{self.name}.parquet"
 
     @property
+    def state_path(self) -> Path:
+        """Durable progress for resuming and incremental re-runs, beside the output."""
+        out = self.output_path
+        return out.with_name(f"{out.stem}.state.sqlite")
+
+    def answer_settings(self) -> dict[str, Any]:
+        """Everything that shapes a document's answer: a change here means send it again."""
+        spec = self.spec
+        return {
+            "model": spec.model.model_dump(),
+            "system": spec.prompt.system,
+            "template": self.template,
+            "reduce_template": spec.prompt.reduce_template,
+            "chunking": spec.chunking.model_dump(),
+            "structured": spec.structured.model_dump(by_alias=True) if spec.structured else None,
+            "mode": spec.inputs.mode,
+        }
+
+    @property
     def calls_path(self) -> Path:
         out = self.output_path
         return out.with_name(f"{out.stem}.calls.parquet")

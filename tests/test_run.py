@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -266,3 +267,41 @@ def test_results_get_the_usual_file_mode_not_a_temp_files(
     os.umask(mask)
     assert outcome.output.stat().st_mode & 0o777 == 0o666 & ~mask
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_a_rerun_sends_only_new_or_changed_documents(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(4):
+        (docs / f"note-{n}.txt").write_text(f"Note {n}: the budget was approved.", encoding="utf-8")
+    out = str(tmp_path / "out.parquet")
+
+    def run(*overrides: str, force: bool = False) -> tuple[pl.DataFrame, int]:
+        before = simulator.stats()["served"]["total"]
+        job = load_job(
+            JOBS / "summarize.toml", inputs=[str(docs)], output=out, overrides=list(overrides)
+        )
+        outcome = anyio.run(functools.partial(run_job, job, endpoint_of(simulator), force=force))
+        return pl.read_parquet(outcome.output), simulator.stats()["served"]["total"] - before
+
+    first, sent = run()
+    assert sent == 4
+    again, sent = run()
+    assert sent == 0  # nothing paid twice
+    assert (
+        again.sort("source")
+        .select("source", "text")
+        .equals(first.sort("source").select("source", "text"))
+    )
+    (docs / "note-2.txt").write_text("Note 2: the budget was rejected.", encoding="utf-8")
+    (docs / "note-4.txt").write_text("Note 4: a new one.", encoding="utf-8")
+    (docs / "note-0.txt").unlink()
+    changed, sent = run()
+    assert sent == 2  # the changed file and the new one
+    assert sorted(changed["source"]) == ["note-1.txt", "note-2.txt", "note-3.txt", "note-4.txt"]
+    _, sent = run("model.max_tokens=300")  # other settings: other answers
+    assert sent == 4
+    _, sent = run("model.max_tokens=300", force=True)
+    assert sent == 4
