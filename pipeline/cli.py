@@ -6,6 +6,7 @@ Exit statuses (documented in the README):
   2  bad usage or job spec (the message names the field and the fix); nothing was sent
   3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
      what finished before is saved
+  75 another run of the same job is active (EX_TEMPFAIL: try again later)
   130 interrupted (Ctrl-C)
 """
 
@@ -23,7 +24,7 @@ import anyio
 
 from pipeline import __version__
 from pipeline.client import ApiKey, Endpoint, resolve_endpoint
-from pipeline.errors import RunFatal
+from pipeline.errors import RunBusy, RunFatal
 from pipeline.runner import check_inputs, run_job
 from pipeline.simulator import (
     DEFAULT_API_KEY,
@@ -44,6 +45,7 @@ EXIT_OK = 0
 EXIT_DOCUMENTS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
+EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 SIMULATOR_KEY_ENV = "PIPELINE_SIMULATOR_KEY"
@@ -280,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunBusy as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except RunFatal as exc:
         print(f"pipeline: the run stopped: {exc}", file=sys.stderr)
         return EXIT_FATAL

@@ -2,6 +2,7 @@
 
     PipelineError
     ├── ConfigError              bad job spec, option or environment: exit 2, nothing sent
+    ├── RunBusy                  another run of the same job holds its lock: exit 75, retry later
     ├── RunFatal                 the whole run must stop now; finished work is kept
     │   ├── AuthenticationFailed     401: the key is wrong or missing
     │   ├── BillingProblem           402: the account cannot pay
@@ -79,6 +80,10 @@ class PipelineError(Exception):
 
 
 class ConfigError(PipelineError):
+    pass
+
+
+class RunBusy(PipelineError):
     pass
 
 

@@ -101,9 +101,6 @@ class JobRunner:
         force: bool = False,
     ) -> None:
         spec = job.spec
-        self.store = ResultStore(job.state_path)
-        if force:
-            self.store.forget_all()
         self.settings = settings_hash(job.answer_settings())
         self.reused = 0
         self.job = job
@@ -126,6 +123,9 @@ class JobRunner:
         self._open: dict[str, DocumentRun] = {}
         self._followups: MemoryObjectSendStream[Call]
         self._reading_done = False
+        self.store = ResultStore(job.state_path)  # last: it takes the job's lock
+        if force:
+            self.store.forget_all()
 
     # ---- inputs ------------------------------------------------------------------------
 

@@ -10,12 +10,16 @@ finds its finished rows here and sends nothing for them. Only documents whose ro
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from pipeline.errors import RunBusy
 
 _SCHEMA = """
 create table if not exists documents (
@@ -47,9 +51,25 @@ def _decode(text: str) -> list[dict[str, Any]]:
 
 
 class ResultStore:
+    """Opened by one run at a time: a second run of the same job (same output) is refused
+    while the first holds the lock. The lock is the kernel's (``flock``), so it goes with
+    its process: a run killed with ``kill -9`` leaves nothing stale to take over."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._lock = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._lock, 64, 0).decode(errors="replace").strip()
+            os.close(self._lock)
+            raise RunBusy(
+                f"another run of this job is writing {path.parent} (pid {holder or '?'}); "
+                "wait for it to finish, or give this run another --output"
+            ) from None
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")
@@ -76,3 +96,4 @@ class ResultStore:
 
     def close(self) -> None:
         self._db.close()
+        os.close(self._lock)  # releases the lock
