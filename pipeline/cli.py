@@ -7,7 +7,7 @@ Exit statuses (documented in the README):
   3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
      what finished before is saved
   75 another run of the same job is active (EX_TEMPFAIL: try again later)
-  130 interrupted (Ctrl-C)
+  130 interrupted (SIGINT or SIGTERM): what finished is saved; run again to finish
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import anyio
 from pipeline import __version__
 from pipeline.client import ApiKey, Endpoint, resolve_endpoint
 from pipeline.errors import RunBusy, RunFatal
-from pipeline.runner import check_inputs, run_job
+from pipeline.runner import RunOutcome, check_inputs, run_job
 from pipeline.simulator import (
     DEFAULT_API_KEY,
     TIERS,
@@ -246,20 +246,36 @@ def run_job_command(args: argparse.Namespace) -> int:
                 f"pipeline: using the local simulator at {server.url} (no key, no cost)",
                 file=sys.stderr,
             )
-            outcome = anyio.run(functools.partial(run_job, job, endpoint, force=args.force))
+            outcome = _run(job, endpoint, args)
     else:
         endpoint = resolve_endpoint(
             base_url=spec.endpoint.base_url,
             key_variable=spec.endpoint.api_key_env,
             allow_insecure=spec.endpoint.allow_insecure_http,
         )
-        outcome = anyio.run(functools.partial(run_job, job, endpoint, force=args.force))
+        outcome = _run(job, endpoint, args)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.by_status.items()))
     reused = f" ({outcome.reused} finished earlier, not sent again)" if outcome.reused else ""
     print(f"{outcome.rows} documents: {counts or 'none'}{reused}")
     print(f"results: {outcome.output}")
     print(f"calls:   {outcome.calls_output}")
+    if outcome.interrupted:
+        print("pipeline: interrupted; run the same command again to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_DOCUMENTS_FAILED if outcome.by_status.get("error") else EXIT_OK
+
+
+def _run(job: Job, endpoint: Endpoint, args: argparse.Namespace) -> RunOutcome:
+    def started() -> None:
+        print(
+            f"pipeline: running {job.name} against {endpoint.base_url}", file=sys.stderr, flush=True
+        )
+
+    task = functools.partial(
+        run_job, job, endpoint, force=args.force, handle_signals=True, started=started
+    )
+    outcome: RunOutcome = anyio.run(task)
+    return outcome
 
 
 def build_parser() -> argparse.ArgumentParser:

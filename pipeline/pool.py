@@ -79,6 +79,8 @@ class Engine:
         self.errors: Counter[str] = Counter()
         self.attempts = 0
         self.connected = False  # has the server answered anything yet?
+        self.stopping = False
+        self._feed_scope = anyio.CancelScope()
 
     async def _attempt(self, call: Call, attempts: list[Attempt]) -> Reply:
         async with self._slots:
@@ -175,6 +177,11 @@ class Engine:
             return  # the host answers; the run's own retries handle a busy server
         self.connected = True
 
+    def stop(self) -> None:
+        """Take no new call; the calls in flight finish (their retries included)."""
+        self.stopping = True
+        self._feed_scope.cancel()
+
     async def run(
         self, calls: Iterable[Call] | AsyncIterable[Call], sink: Sink, *, check: bool = True
     ) -> RunTotals:
@@ -189,7 +196,7 @@ class Engine:
         )
 
         async def feed() -> None:
-            async with send_calls:
+            with self._feed_scope, send_calls:
                 if isinstance(calls, AsyncIterable):
                     async for call in calls:
                         await send_calls.send(call)
@@ -204,6 +211,8 @@ class Engine:
         ) -> None:
             async with inbox, outbox:
                 async for call in inbox:
+                    if self.stopping:
+                        continue  # queued, never sent: a later run does it
                     try:
                         result = await self.execute(call)
                     except RunFatal as exc:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.chunking import reduce_groups, split
@@ -89,6 +90,7 @@ class RunOutcome:
     by_status: dict[str, int]
     totals: RunTotals | None
     reused: int = 0  # documents finished by an earlier run, not sent again
+    interrupted: bool = False  # stopped by a signal: what finished is saved, a re-run resumes
 
 
 class JobRunner:
@@ -123,6 +125,8 @@ class JobRunner:
         self._open: dict[str, DocumentRun] = {}
         self._followups: MemoryObjectSendStream[Call]
         self._reading_done = False
+        self.interrupted = False
+        self.outcome: RunOutcome | None = None
         self.store = ResultStore(job.state_path)  # last: it takes the job's lock
         if force:
             self.store.forget_all()
@@ -137,10 +141,14 @@ class JobRunner:
 
         async def read_one(candidate: Candidate) -> None:
             try:
-                document = await anyio.to_thread.run_sync(read_document, candidate, options)
-                await out.send(document)
-            except InputProblem as problem:
-                await out.send((candidate.source, problem))
+                item: Document | tuple[str, InputProblem]
+                try:
+                    item = await anyio.to_thread.run_sync(read_document, candidate, options)
+                except InputProblem as problem:
+                    item = (candidate.source, problem)
+                await out.send(item)
+            except anyio.BrokenResourceError:
+                group.cancel_scope.cancel()  # the run stopped taking documents
             finally:
                 slots.release()
 
@@ -148,7 +156,10 @@ class JobRunner:
             while (item := await anyio.to_thread.run_sync(next, found, end)) is not end:
                 if isinstance(item, InputProblem):
                     source = item.source or item.message
-                    await out.send((str(source), item))
+                    try:
+                        await out.send((str(source), item))
+                    except anyio.BrokenResourceError:
+                        return  # the run stopped taking documents
                     continue
                 assert isinstance(item, Candidate)
                 await slots.acquire()
@@ -472,14 +483,20 @@ class JobRunner:
             ):
                 group.start_soon(self._read_all, send_docs)
                 totals = await self.engine.run(calls, self._on_result)
+                group.cancel_scope.cancel()  # stopped early: no more files need reading
         except BaseExceptionGroup as grouped:
             # A run-fatal error (or a bad input path) stopped the task group: raise it as
             # itself, not wrapped, so the command line can say what to fix.
             raise _first_pipeline_error(grouped) or grouped from None
         finally:
             self.store.close()
-            outcome = self._write(totals)
+            outcome = self.outcome = self._write(totals)
         return outcome
+
+    def stop(self) -> None:
+        """Stop taking work: calls in flight finish, then the results are written."""
+        self.interrupted = True
+        self.engine.stop()
 
     def _write(self, totals: RunTotals | None) -> RunOutcome:
         schema = {**DOC_SCHEMA, **self.structured_columns}
@@ -495,6 +512,7 @@ class JobRunner:
             by_status,
             totals,
             self.reused,
+            self.interrupted,
         )
 
 
@@ -538,10 +556,53 @@ def _source_id(source: str) -> str:
 
 
 async def run_job(
-    job: Job, endpoint: Endpoint, *, force: bool = False, **client_options: Any
+    job: Job,
+    endpoint: Endpoint,
+    *,
+    force: bool = False,
+    handle_signals: bool = False,
+    grace_s: float = 30.0,
+    started: Callable[[], None] | None = None,
+    **client_options: Any,
 ) -> RunOutcome:
-    """Run a job end to end against ``endpoint``; returns where the results are."""
+    """Run a job end to end against ``endpoint``; returns where the results are.
+
+    With ``handle_signals`` (the command line), SIGINT or SIGTERM stops taking work and lets
+    the calls in flight finish for up to ``grace_s`` seconds; a second signal, or the end of
+    the grace period, stops at once. Either way what finished is written and kept.
+    ``started`` is called once the run is under way (and, with ``handle_signals``, once
+    signals are being handled).
+    """
     check_inputs(job)
     concurrency = job.limits.max_concurrency or 4
     async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:
-        return await JobRunner(job, client, force=force).run()
+        runner = JobRunner(job, client, force=force)
+        if not handle_signals:
+            if started is not None:
+                started()
+            return await runner.run()
+        async with anyio.create_task_group() as group:
+
+            async def hard_stop_after_grace() -> None:
+                await anyio.sleep(grace_s)
+                group.cancel_scope.cancel()
+
+            async def watch_signals(*, task_status: TaskStatus[None]) -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    task_status.started()
+                    async for _ in signals:
+                        if runner.interrupted:
+                            group.cancel_scope.cancel()  # a second signal: now
+                            return
+                        runner.stop()
+                        group.start_soon(hard_stop_after_grace)
+
+            await group.start(watch_signals)
+            if started is not None:
+                started()
+            await runner.run()
+            group.cancel_scope.cancel()
+        assert runner.outcome is not None
+        if runner.interrupted:
+            runner.outcome.interrupted = True
+        return runner.outcome
