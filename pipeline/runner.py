@@ -602,7 +602,5 @@ async def run_job(
                 started()
             await runner.run()
             group.cancel_scope.cancel()
-        assert runner.outcome is not None
-        if runner.interrupted:
-            runner.outcome.interrupted = True
+        assert runner.outcome is not None  # written in run()'s finally, stopped or not
         return runner.outcome
