@@ -6,7 +6,8 @@ Exit statuses (documented in the README):
   2  bad usage or job spec (the message names the field and the fix); nothing was sent
   3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
      what finished before is saved
-  75 another run of the same job is active (EX_TEMPFAIL: try again later)
+  4  the run stopped at --max-duration: what finished is saved; run again to continue
+  75 another run of the same job is active (EX_TEMPFAIL: try again later, or use --wait)
   130 interrupted (SIGINT or SIGTERM): what finished is saved; run again to finish
 """
 
@@ -15,17 +16,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
+import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
+from rich.console import Console
 
-from pipeline import __version__
+from pipeline import __version__, logs, report
 from pipeline.client import ApiKey, Endpoint, resolve_endpoint
 from pipeline.errors import RunBusy, RunFatal
-from pipeline.runner import RunOutcome, check_inputs, run_job
+from pipeline.progress import Bar, Display, PlainLines
+from pipeline.runner import RunControl, RunOutcome, check_inputs, run_job
 from pipeline.simulator import (
     DEFAULT_API_KEY,
     TIERS,
@@ -45,10 +51,27 @@ EXIT_OK = 0
 EXIT_DOCUMENTS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
+EXIT_INCOMPLETE = 4
 EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 SIMULATOR_KEY_ENV = "PIPELINE_SIMULATOR_KEY"
+
+log = logging.getLogger("pipeline.cli")
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``45m``, ``8h`` or ``1h30m``."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"expected a duration like 45m, 8h or 1h30m, got {text!r}")
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"the duration must be more than zero, got {text!r}")
+    return total
 
 
 def _reply_tokens(text: str) -> tuple[int, int]:
@@ -208,6 +231,40 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="run against a local simulator of the API started for this run: no key, no cost",
     )
+    run.add_argument(
+        "--max-duration",
+        type=duration,
+        metavar="TIME",
+        help="stop taking work after TIME (e.g. 6h, 45m), finish what is in flight, save "
+        "and exit 4; the next run continues",
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run of this job is active, wait for it instead of exiting 75",
+    )
+    shown = run.add_argument_group("progress and logs")
+    shown.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress and no report: warnings only"
+    )
+    shown.add_argument(
+        "--log-json", action="store_true", help="log JSON lines (progress and report included)"
+    )
+    shown.add_argument("--log-file", type=Path, metavar="PATH", help="also log everything here")
+    shown.add_argument(
+        "--progress-every",
+        type=duration,
+        default=60.0,
+        metavar="TIME",
+        help="without a terminal, a progress line this often (default 60s)",
+    )
+    show = commands.add_parser(
+        "report",
+        help="show the report of a past run",
+        description="Show the report a run wrote beside its Parquet file.",
+    )
+    show.add_argument("output", type=Path, help="the run's Parquet file (or its .report.json)")
+    show.add_argument("--json", action="store_true", help="print the report as JSON")
     validate = commands.add_parser("validate", help="check a job spec without sending anything")
     validate.add_argument("job", type=Path)
     validate.add_argument("paths", nargs="*")
@@ -238,44 +295,77 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_job_command(args: argparse.Namespace) -> int:
     job = _load(args)
     spec = job.spec
+    display = _start_logging(args)
     if args.simulate:
         config = SimulatorConfig(limits=job.limits, latency=Latency(0.05, 0.0005))
         with SimulatorServer(config) as server:
             endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
-            print(
-                f"pipeline: using the local simulator at {server.url} (no key, no cost)",
-                file=sys.stderr,
-            )
-            outcome = _run(job, endpoint, args)
+            log.info("using the local simulator at %s (no key, no cost)", server.url)
+            outcome = _run(job, endpoint, args, display)
     else:
         endpoint = resolve_endpoint(
             base_url=spec.endpoint.base_url,
             key_variable=spec.endpoint.api_key_env,
             allow_insecure=spec.endpoint.allow_insecure_http,
         )
-        outcome = _run(job, endpoint, args)
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.by_status.items()))
-    reused = f" ({outcome.reused} finished earlier, not sent again)" if outcome.reused else ""
-    print(f"{outcome.rows} documents: {counts or 'none'}{reused}")
-    print(f"results: {outcome.output}")
-    print(f"calls:   {outcome.calls_output}")
-    if outcome.interrupted:
-        print("pipeline: interrupted; run the same command again to finish", file=sys.stderr)
+        outcome = _run(job, endpoint, args, display)
+    if args.log_json:
+        log.info("run report", extra={"event": "report", "report": outcome.report})
+    elif not args.quiet:
+        print(report.render(outcome.report))
+        print(f"  report     {report.report_path(outcome.output)}")
+    if outcome.ended == "interrupted":
+        log.warning("interrupted; run the same command again to finish")
         return EXIT_INTERRUPTED
+    if outcome.ended == "max_duration":
+        log.warning("stopped at --max-duration; run the same command again to continue")
+        return EXIT_INCOMPLETE
     return EXIT_DOCUMENTS_FAILED if outcome.by_status.get("error") else EXIT_OK
 
 
-def _run(job: Job, endpoint: Endpoint, args: argparse.Namespace) -> RunOutcome:
+def _start_logging(args: argparse.Namespace) -> Display | None:
+    """Logging to match the options; returns the progress display to use, if any."""
+    console = Console(stderr=True)
+    live = console.is_terminal and not args.quiet and not args.log_json
+    logs.configure(
+        stream=sys.stderr,
+        console=console if live else None,
+        json_lines=args.log_json,
+        quiet=args.quiet,
+        log_file=args.log_file,
+    )
+    if args.quiet:
+        return None
+    return Bar(console) if live else PlainLines(args.progress_every)
+
+
+def _run(
+    job: Job, endpoint: Endpoint, args: argparse.Namespace, display: Display | None
+) -> RunOutcome:
     def started() -> None:
-        print(
-            f"pipeline: running {job.name} against {endpoint.base_url}", file=sys.stderr, flush=True
+        log.info(
+            "running %s against %s",
+            job.name,
+            endpoint.base_url,
+            extra={"event": "started", "job": job.name, "base_url": endpoint.base_url},
         )
 
-    task = functools.partial(
-        run_job, job, endpoint, force=args.force, handle_signals=True, started=started
+    control = RunControl(
+        force=args.force,
+        handle_signals=True,
+        max_duration_s=args.max_duration,
+        wait=args.wait,
+        display=display,
+        started=started,
     )
-    outcome: RunOutcome = anyio.run(task)
+    outcome: RunOutcome = anyio.run(functools.partial(run_job, job, endpoint, control))
     return outcome
+
+
+def run_report(args: argparse.Namespace) -> int:
+    past = report.load(args.output)
+    print(json.dumps(past, indent=2) if args.json else report.render(past))
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,18 +382,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"simulate": run_simulate, "run": run_job_command, "validate": run_validate}
+    commands = {
+        "simulate": run_simulate,
+        "run": run_job_command,
+        "validate": run_validate,
+        "report": run_report,
+    }
+    logs.configure(stream=sys.stderr)
     try:
         return commands[args.command](args)
     except ConfigError as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return EXIT_USAGE
     except RunBusy as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return EXIT_BUSY
     except RunFatal as exc:
-        print(f"pipeline: the run stopped: {exc}", file=sys.stderr)
+        log.error("the run stopped: %s", exc, extra={"event": "fatal", "error_type": exc.kind})
         return EXIT_FATAL
     except KeyboardInterrupt:
-        print("pipeline: interrupted", file=sys.stderr)
+        log.error("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        logs.reset()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import signal
 import time
@@ -25,18 +26,23 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pipeline import report
 from pipeline.chunking import reduce_groups, split
 from pipeline.client import Endpoint, MessagesClient
-from pipeline.errors import InputProblem, InvalidRequest, PipelineError, Skipped
+from pipeline.errors import InputProblem, InvalidRequest, PipelineError, RunBusy, Skipped
 from pipeline.models import Attachment, Call, CallResult, Chunk, Document, Section, Usage
 from pipeline.pool import Engine, RunTotals
+from pipeline.progress import Display
 from pipeline.prompts import placeholders, render, request_params
 from pipeline.readers import Candidate, InputOptions, discover, read_document
+from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
 from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
 from pipeline.spec import CONTEXT_WINDOW, Job
 from pipeline.store import ResultStore, settings_hash
 from pipeline.tokens import estimate_request, estimate_text
+
+log = logging.getLogger("pipeline.run")
 
 READ_THREADS = 4
 _PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
@@ -90,7 +96,12 @@ class RunOutcome:
     by_status: dict[str, int]
     totals: RunTotals | None
     reused: int = 0  # documents finished by an earlier run, not sent again
-    interrupted: bool = False  # stopped by a signal: what finished is saved, a re-run resumes
+    ended: str = "completed"  # or interrupted / max_duration / fatal: a re-run resumes
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.ended in ("interrupted", "max_duration")
 
 
 class JobRunner:
@@ -101,8 +112,10 @@ class JobRunner:
         *,
         retry: RetryPolicy | None = None,
         force: bool = False,
+        tally: Tally | None = None,
     ) -> None:
         spec = job.spec
+        self.tally = tally or Tally()
         self.settings = settings_hash(job.answer_settings())
         self.reused = 0
         self.job = job
@@ -125,7 +138,8 @@ class JobRunner:
         self._open: dict[str, DocumentRun] = {}
         self._followups: MemoryObjectSendStream[Call]
         self._reading_done = False
-        self.interrupted = False
+        self.ended = "completed"
+        self.fatal_error: str | None = None
         self.outcome: RunOutcome | None = None
         self.store = ResultStore(job.state_path)  # last: it takes the job's lock
         if force:
@@ -154,6 +168,7 @@ class JobRunner:
 
         async with out, anyio.create_task_group() as group:
             while (item := await anyio.to_thread.run_sync(next, found, end)) is not end:
+                self.tally.discovered += 1
                 if isinstance(item, InputProblem):
                     source = item.source or item.message
                     try:
@@ -164,6 +179,7 @@ class JobRunner:
                 assert isinstance(item, Candidate)
                 await slots.acquire()
                 group.start_soon(read_one, item)
+            self.tally.discovery_done = True
 
     # ---- planning ----------------------------------------------------------------------
 
@@ -239,6 +255,8 @@ class JobRunner:
         run = self._open[doc_id]
         run.pending.discard(part)
         run.account(result)
+        usage = result.reply.usage if result.reply is not None else Usage()
+        self.tally.call(result, self.job.price.cost(usage) if self.job.price else 0.0)
         self._log_calls(run, part, result)
         if not run.done:
             if result.error is not None:
@@ -247,6 +265,8 @@ class JobRunner:
                 self._succeeded(run, part, result)
         if not run.pending:
             del self._open[doc_id]
+            errors = [row["error_type"] for row in run.rows if row["status"] == "error"]
+            self.tally.document([row["status"] for row in run.rows], next(iter(errors), None))
             if run.rows and all(row["status"] == "ok" for row in run.rows):
                 self.store.save(self._key(run.document), run.rows, run.call_rows)
             if self._reading_done and not self._open:
@@ -266,6 +286,7 @@ class JobRunner:
             message += (
                 " The request was refused as sent; check the job's prompt and model settings."
             )
+        log.warning(message, extra={"event": "document_failed", "error_type": error.kind})
         per_chunk = part.startswith("chunk/")
         run.done = not per_chunk
         self._add_row(
@@ -367,6 +388,7 @@ class JobRunner:
             "output_tokens": run.usage.output_tokens,
             "cache_read_input_tokens": run.usage.cache_read_input_tokens,
             "cache_creation_input_tokens": run.usage.cache_creation_input_tokens,
+            "cost_usd": self.job.price.cost(run.usage) if self.job.price else None,
             "attempts": run.attempts,
             "latency_s": round(run.latency_s, 3),
             "request_ids": list(run.request_ids),
@@ -391,6 +413,13 @@ class JobRunner:
 
     def _problem_row(self, source: str, problem: InputProblem) -> None:
         status = "skipped" if isinstance(problem, Skipped) else "error"
+        log.log(
+            logging.INFO if status == "skipped" else logging.WARNING,
+            "%s",
+            problem.message,
+            extra={"event": f"document_{status}", "error_type": problem.kind},
+        )
+        self.tally.document([status], problem.kind)
         now = utc(time.time())
         self.rows.append(
             {
@@ -449,6 +478,7 @@ class JobRunner:
                     self.rows.extend(rows)
                     self.call_rows.extend(call_rows)
                     self.reused += 1
+                    self.tally.reused += 1
                 else:
                     run, calls = self._plan(item)
                     self._open[item.doc_id] = run
@@ -487,15 +517,22 @@ class JobRunner:
         except BaseExceptionGroup as grouped:
             # A run-fatal error (or a bad input path) stopped the task group: raise it as
             # itself, not wrapped, so the command line can say what to fix.
-            raise _first_pipeline_error(grouped) or grouped from None
+            error = _first_pipeline_error(grouped)
+            self.ended, self.fatal_error = "fatal", str(error or grouped)
+            raise error or grouped from None
         finally:
             self.store.close()
             outcome = self.outcome = self._write(totals)
         return outcome
 
-    def stop(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        """Has ``stop`` been asked (by a signal or the deadline)?"""
+        return self.ended in ("interrupted", "max_duration")
+
+    def stop(self, reason: str = "interrupted") -> None:
         """Stop taking work: calls in flight finish, then the results are written."""
-        self.interrupted = True
+        self.ended = reason
         self.engine.stop()
 
     def _write(self, totals: RunTotals | None) -> RunOutcome:
@@ -505,6 +542,18 @@ class JobRunner:
         by_status: dict[str, int] = {}
         for row in self.rows:
             by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+        info = RunInfo(
+            job=self.job.name,
+            model=self.job.spec.model.name,
+            base_url=self.client.endpoint.base_url,
+            output=self.job.output_path,
+            limits=self.job.limits,
+            price=self.job.price,
+            ended=self.ended,
+            fatal_error=self.fatal_error,
+        )
+        summary = report.build(self.tally, info)
+        report.write(summary, self.job.output_path)
         return RunOutcome(
             self.job.output_path,
             self.job.calls_path,
@@ -512,7 +561,8 @@ class JobRunner:
             by_status,
             totals,
             self.reused,
-            self.interrupted,
+            self.ended,
+            summary,
         )
 
 
@@ -555,52 +605,107 @@ def _source_id(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class RunControl:
+    """How the command line runs a job, beyond the job itself.
+
+    ``handle_signals``: SIGINT or SIGTERM stops taking work and lets the calls in flight
+    finish for up to ``grace_s`` seconds; a second signal, or the end of the grace period,
+    stops at once. ``max_duration_s``: the same graceful stop when the time is up (counted
+    from the start, waiting for the lock included). ``wait``: wait for another run of the
+    job to finish instead of exiting with ``RunBusy``. ``display`` shows progress. Either
+    way what finished is written and kept, and the report says how the run ended.
+    """
+
+    force: bool = False
+    handle_signals: bool = False
+    grace_s: float = 30.0
+    max_duration_s: float | None = None
+    wait: bool = False
+    lock_poll_s: float = 1.0
+    display: Display | None = None
+    started: Callable[[], None] | None = None
+
+
+async def _open_runner(
+    job: Job, client: MessagesClient, control: RunControl, tally: Tally
+) -> JobRunner:
+    """Take the job's lock, waiting for another run to end if asked to."""
+    waiting = False
+    while True:
+        try:
+            return JobRunner(job, client, force=control.force, tally=tally)
+        except RunBusy as busy:
+            if not control.wait:
+                raise
+            if not waiting:
+                log.info("%s; waiting for it (--wait)", busy.message.split(";")[0])
+                waiting = True
+            await anyio.sleep(control.lock_poll_s)
+
+
 async def run_job(
     job: Job,
     endpoint: Endpoint,
-    *,
-    force: bool = False,
-    handle_signals: bool = False,
-    grace_s: float = 30.0,
-    started: Callable[[], None] | None = None,
+    control: RunControl | None = None,
     **client_options: Any,
 ) -> RunOutcome:
-    """Run a job end to end against ``endpoint``; returns where the results are.
-
-    With ``handle_signals`` (the command line), SIGINT or SIGTERM stops taking work and lets
-    the calls in flight finish for up to ``grace_s`` seconds; a second signal, or the end of
-    the grace period, stops at once. Either way what finished is written and kept.
-    ``started`` is called once the run is under way (and, with ``handle_signals``, once
-    signals are being handled).
-    """
+    """Run a job end to end against ``endpoint``; returns where the results are."""
+    control = control or RunControl()
     check_inputs(job)
+    tally = Tally()
     concurrency = job.limits.max_concurrency or 4
     async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:
-        runner = JobRunner(job, client, force=force)
-        if not handle_signals:
-            if started is not None:
-                started()
-            return await runner.run()
-        async with anyio.create_task_group() as group:
+        with anyio.fail_after(control.max_duration_s if control.wait else None):
+            try:
+                runner = await _open_runner(job, client, control, tally)
+            except TimeoutError:
+                raise RunBusy(
+                    "another run of this job was still active when --max-duration ran out"
+                ) from None
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def hard_stop_after_grace() -> None:
-                await anyio.sleep(grace_s)
+                def stop(reason: str) -> None:
+                    runner.stop(reason)
+                    log.info(
+                        "stopping (%s): no new requests; the %d in flight may finish within %.0f s",
+                        reason.replace("_", "-"),
+                        runner.engine.concurrency,
+                        control.grace_s,
+                        extra={"event": "stopping", "reason": reason},
+                    )
+                    group.start_soon(hard_stop_after_grace)
+
+                async def hard_stop_after_grace() -> None:
+                    await anyio.sleep(control.grace_s)
+                    group.cancel_scope.cancel()
+
+                async def watch_signals(*, task_status: TaskStatus[None]) -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        task_status.started()
+                        async for _ in signals:
+                            if runner.stopping:
+                                group.cancel_scope.cancel()  # a second signal: now
+                                return
+                            stop("interrupted")
+
+                async def deadline(seconds: float) -> None:
+                    await anyio.sleep(max(0.0, seconds - tally.elapsed()))
+                    if not runner.stopping:
+                        stop("max_duration")
+
+                if control.handle_signals:
+                    await group.start(watch_signals)
+                if control.max_duration_s is not None:
+                    group.start_soon(deadline, control.max_duration_s)
+                if control.display is not None:
+                    group.start_soon(control.display.run, tally)
+                if control.started is not None:
+                    control.started()
+                await runner.run()
                 group.cancel_scope.cancel()
-
-            async def watch_signals(*, task_status: TaskStatus[None]) -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    task_status.started()
-                    async for _ in signals:
-                        if runner.interrupted:
-                            group.cancel_scope.cancel()  # a second signal: now
-                            return
-                        runner.stop()
-                        group.start_soon(hard_stop_after_grace)
-
-            await group.start(watch_signals)
-            if started is not None:
-                started()
-            await runner.run()
-            group.cancel_scope.cancel()
+        except BaseExceptionGroup as grouped:
+            raise _first_pipeline_error(grouped) or grouped from None  # as itself, unwrapped
         assert runner.outcome is not None  # written in run()'s finally, stopped or not
         return runner.outcome

@@ -20,6 +20,7 @@ Documents file (``OUTPUT.parquet``), one row per input document (per chunk with 
 | chunks | int | how many chunks the document was split into |
 | input_tokens, output_tokens | int | summed over the document's calls |
 | cache_read_input_tokens, cache_creation_input_tokens | int | the same, for prompt caching |
+| cost_usd | float | estimated from the usage and the job's prices (null if no price is known) |
 | attempts | int | HTTP attempts, retries included |
 | latency_s | float | summed over the document's attempts |
 | request_ids | list[str] | of every attempt that got one: what a provider's support asks for |
@@ -62,6 +63,7 @@ DOC_SCHEMA: dict[str, Any] = {
     "output_tokens": pl.Int64,
     "cache_read_input_tokens": pl.Int64,
     "cache_creation_input_tokens": pl.Int64,
+    "cost_usd": pl.Float64,
     "attempts": pl.Int64,
     "latency_s": pl.Float64,
     "request_ids": pl.List(pl.String),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
+from pipeline.pricing import Price, list_price
 
 CONTEXT_WINDOW = 200_000
 
@@ -131,6 +132,19 @@ class OutputSpec(_Section):
     path: str | None = None
 
 
+Rate = Annotated[float, Field(ge=0, le=10_000)]
+
+
+class PricingSpec(_Section):
+    """USD per million tokens, for cost estimates; unset fields take the model's list
+    price (``pipeline.pricing``). Set them when a gateway charges its own prices."""
+
+    input_per_mtok: Rate | None = None
+    output_per_mtok: Rate | None = None
+    cache_write_per_mtok: Rate | None = None
+    cache_read_per_mtok: Rate | None = None
+
+
 class StructuredSpec(_Section):
     schema_: dict[str, Any] = Field(alias="schema")
     tool_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] = "record_result"
@@ -160,6 +174,7 @@ class JobSpec(_Section):
     retry: RetrySpec = RetrySpec()
     chunking: ChunkingSpec = ChunkingSpec()
     output: OutputSpec = OutputSpec()
+    pricing: PricingSpec = PricingSpec()
     structured: StructuredSpec | None = None
 
 
@@ -184,6 +199,7 @@ class Job:
         _check_template("prompt.template", self.template, needs_text=spec.inputs.mode == "text")
         _check_template("prompt.reduce_template", prompt.reduce_template, needs_text=True)
         self.limits = spec.limits.resolve()
+        self.price = _price(spec)
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -251,6 +267,37 @@ class Job:
                 "shorten the prompt or lower model.max_tokens"
             )
         return budget
+
+
+def _price(spec: JobSpec) -> Price | None:
+    """The job's prices: ``[pricing]`` over the model's list price; None if unknown."""
+    given = spec.pricing
+    listed = list_price(spec.model.name)
+    input_rate = given.input_per_mtok if given.input_per_mtok is not None else None
+    output_rate = given.output_per_mtok
+    if listed is not None:
+        input_rate = listed.input if input_rate is None else input_rate
+        output_rate = listed.output if output_rate is None else output_rate
+    if input_rate is None or output_rate is None:
+        if given != PricingSpec():
+            raise ConfigError(
+                f"pricing: {spec.model.name!r} has no list price here; give both "
+                "pricing.input_per_mtok and pricing.output_per_mtok"
+            )
+        return None
+    # Cache rates follow the input rate, unless the list price (input untouched) says else.
+    base = (
+        listed
+        if listed is not None and given.input_per_mtok is None
+        else Price.from_list(input_rate, output_rate)
+    )
+    write, read = given.cache_write_per_mtok, given.cache_read_per_mtok
+    return Price(
+        input_rate,
+        output_rate,
+        base.cache_write if write is None else write,
+        base.cache_read if read is None else read,
+    )
 
 
 def _literal_part(template: str) -> str:

@@ -66,7 +66,7 @@ class ResultStore:
             os.close(self._lock)
             raise RunBusy(
                 f"another run of this job is writing {path.parent} (pid {holder or '?'}); "
-                "wait for it to finish, or give this run another --output"
+                "wait for it to finish (--wait), or give this run another --output"
             ) from None
         os.ftruncate(self._lock, 0)
         os.pwrite(self._lock, str(os.getpid()).encode(), 0)

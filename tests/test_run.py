@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from pipeline.client import ApiKey, Endpoint
 from pipeline.errors import AuthenticationFailed
-from pipeline.runner import run_job
+from pipeline.runner import RunControl, run_job
 from pipeline.simulator import CONTEXT_WINDOW, SimulatorConfig, SimulatorServer
 from pipeline.spec import load_job
 from tests.conftest import StartSimulator
@@ -165,9 +166,14 @@ def test_cli_run_simulate_writes_parquet_and_exits_1_for_failed_documents(tmp_pa
     out = tmp_path / "summaries.parquet"
     done = run_cli("run", "jobs/summarize.toml", "--simulate", "--output", str(out))
     assert done.returncode == 1, done.stderr  # broken.pdf and encrypted.pdf failed
-    assert "results:" in done.stdout
     frame = pl.read_parquet(out)
     assert set(frame["status"]) == {"ok", "error"}
+    # The report, printed and kept beside the Parquet, counts what the file holds.
+    summary = json.loads((tmp_path / "summaries.report.json").read_text())
+    counts = frame["status"].value_counts()
+    assert summary["documents"]["by_status"] == dict(counts.iter_rows())
+    assert summary["documents"]["by_error_type"] == {"unreadable": 1, "encrypted_document": 1}
+    assert f"results    {out}" in done.stdout
     import duckdb
     import pyarrow.parquet as pq
 
@@ -283,7 +289,9 @@ def test_a_rerun_sends_only_new_or_changed_documents(
         job = load_job(
             JOBS / "summarize.toml", inputs=[str(docs)], output=out, overrides=list(overrides)
         )
-        outcome = anyio.run(functools.partial(run_job, job, endpoint_of(simulator), force=force))
+        outcome = anyio.run(
+            functools.partial(run_job, job, endpoint_of(simulator), RunControl(force=force))
+        )
         return pl.read_parquet(outcome.output), simulator.stats()["served"]["total"] - before
 
     first, sent = run()

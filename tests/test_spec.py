@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.limits import Limits
+from pipeline.pricing import Price
 from pipeline.spec import apply_overrides, load_job, parse_spec
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
@@ -185,3 +186,21 @@ def test_overlap_over_half_a_chunk_is_refused_at_load() -> None:
     data = minimal(chunking={"max_chunk_tokens": 4_000, "overlap_tokens": 2_500})
     with pytest.raises(ConfigError, match=r"chunking\.overlap_tokens: 2,500 is more than half"):
         parse_spec(data, base_dir=Path("/"), name="t").chunk_budget(len)
+
+
+def test_prices_default_to_the_list_price_and_a_job_can_set_its_own() -> None:
+    job = parse_spec(minimal(), base_dir=Path("/jobs"), name="t")
+    assert job.price == Price(1.0, 5.0, 1.25, 0.1)  # claude-haiku-4-5
+    # A gateway's own input price: the cache rates follow it unless given.
+    gateway = parse_spec(
+        minimal(pricing={"input_per_mtok": 2, "cache_read_per_mtok": 0.05}),
+        base_dir=Path("/jobs"),
+        name="t",
+    )
+    assert gateway.price == Price(2.0, 5.0, 2.5, 0.05)
+    unknown = minimal(model={"name": "gateway-model"})
+    assert parse_spec(unknown, base_dir=Path("/jobs"), name="t").price is None
+    assert "give both pricing.input_per_mtok and pricing.output_per_mtok" in problem(
+        minimal(model={"name": "gateway-model"}, pricing={"input_per_mtok": 1})
+    )
+    assert "pricing.output_per_mtok" in problem(minimal(pricing={"output_per_mtok": -1}))

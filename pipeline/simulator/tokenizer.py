@@ -9,7 +9,8 @@ The rule, piece by piece (text is split with ``_PIECE``):
 
 - a run of ASCII letters: one token per 4 letters, rounded up ("tokenizer" = 3);
 - a run of digits: one token per 3 digits, rounded up;
-- a single space: free (it rides with the next word); any other run of white space: 1;
+- a run of plain spaces: free (a space rides with the next word); a run of white space
+  with a newline or tab in it: 1 (so joining two texts never costs more than their parts);
 - any other ASCII character (punctuation, symbols): 1 each;
 - any non-ASCII character: 1 each (CJK text is about one token per character).
 
@@ -27,7 +28,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_PIECE = re.compile(r"[A-Za-z]+|[0-9]+| (?=\S)|\s+|.", re.DOTALL)
+_PIECE = re.compile(r"[A-Za-z]+|[0-9]+| +|\s+|.", re.DOTALL)
 
 MESSAGE_OVERHEAD = 3
 BLOCK_OVERHEAD = 1
@@ -48,7 +49,7 @@ def count_text(text: str) -> int:
             total += -(-len(piece) // 4)
         elif first.isascii() and first.isdigit():
             total += -(-len(piece) // 3)
-        elif piece == " ":
+        elif piece.isspace() and not piece.strip(" "):
             continue
         else:
             total += 1

@@ -20,7 +20,8 @@ from tests.simulator.support import MODEL, body, call
         ("", 0),
         ("tokenizer", 3),  # 9 letters: ceil(9 / 4)
         ("the cat", 2),  # single spaces are free
-        ("a  b", 3),  # a run of spaces is one token
+        ("a  b", 2),  # a run of plain spaces is free
+        ("a\n\nb", 3),  # white space with a newline is one token
         ("line\nnext", 3),
         ("1234567", 3),  # digits: ceil(7 / 3)
         ("f(x);", 5),

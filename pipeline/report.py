@@ -1,0 +1,267 @@
+"""What a run did, for whoever reads it in the morning.
+
+``Tally`` is counted as the run goes (the progress display reads it live); at the end it
+becomes a report: counts by status and error type, tokens, estimated cost, throughput,
+latency, retries, 429s and the rate achieved against the tier's allowance. The report is
+printed and written as JSON beside the Parquet (``OUTPUT.report.json``), where
+``pipeline report OUTPUT.parquet`` finds it again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.limits import Clock, Limits
+from pipeline.models import CallResult, Usage
+from pipeline.pricing import Price
+
+REPORT_VERSION = 1
+
+
+@dataclass
+class Tally:
+    """Running counts of one run. Documents count once, whatever their rows."""
+
+    clock: Clock = time.monotonic
+    started: float = field(init=False)
+    started_at: float = field(default_factory=time.time)
+    discovered: int = 0
+    discovery_done: bool = False
+    documents: Counter[str] = field(default_factory=Counter)  # by final status
+    errors: Counter[str] = field(default_factory=Counter)  # documents, by error type
+    reused: int = 0
+    calls: int = 0
+    attempts: int = 0
+    rate_limited: int = 0  # attempts answered 429
+    attempt_errors: Counter[str] = field(default_factory=Counter)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, per answered attempt
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    @property
+    def done(self) -> int:
+        return sum(self.documents.values())
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - self.calls
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def call(self, result: CallResult, cost: float) -> None:
+        self.calls += 1
+        self.attempts += len(result.attempts)
+        for attempt in result.attempts:
+            if attempt.error_kind is not None:
+                self.attempt_errors[attempt.error_kind] += 1
+                self.rate_limited += attempt.status == 429
+            else:
+                self.latencies.append(attempt.latency_s)
+        if result.reply is not None:
+            self.usage = self.usage + result.reply.usage
+        self.cost_usd += cost
+
+    def document(self, statuses: list[str], error_type: str | None = None) -> None:
+        """A document is finished: its status is its worst row's."""
+        status = next((s for s in ("error", "ok", "skipped") if s in statuses), "ok")
+        self.documents[status] += 1
+        if error_type is not None and status != "ok":
+            self.errors[error_type] += 1
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about the run besides its counts."""
+
+    job: str
+    model: str
+    base_url: str
+    output: Path
+    limits: Limits
+    price: Price | None
+    ended: str  # completed | interrupted | max_duration | fatal
+    fatal_error: str | None = None
+
+
+def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str, Any]:
+    """The report, as plain data (what the JSON file holds)."""
+    wall = max(tally.elapsed(), 1e-9)
+    minutes = wall / 60
+    usage = tally.usage
+    tokens_charged = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
+    return {
+        "version": REPORT_VERSION,
+        "job": info.job,
+        "model": info.model,
+        "base_url": info.base_url,
+        "output": str(info.output),
+        "started_at": _iso(tally.started_at),
+        "finished_at": _iso(time.time() if now is None else now),
+        "wall_s": round(wall, 3),
+        "ended": info.ended,
+        "fatal_error": info.fatal_error,
+        "documents": {
+            "total": tally.done + tally.reused,
+            # Documents finished by an earlier run are ok (only ok ones are kept).
+            "by_status": dict(sorted((tally.documents + Counter(ok=tally.reused)).items())),
+            "by_error_type": dict(tally.errors.most_common()),
+            "reused": tally.reused,
+            "sent": tally.done,
+        },
+        "calls": {
+            "calls": tally.calls,
+            "attempts": tally.attempts,
+            "retries": tally.retries,
+            "rate_limited_429": tally.rate_limited,
+            "attempt_errors": dict(tally.attempt_errors.most_common()),
+            "latency_p50_s": _quantile(tally.latencies, 0.50),
+            "latency_p95_s": _quantile(tally.latencies, 0.95),
+        },
+        "tokens": {
+            "input": usage.input_tokens,
+            "output": usage.output_tokens,
+            "cache_read": usage.cache_read_input_tokens,
+            "cache_write": usage.cache_creation_input_tokens,
+        },
+        "cost_usd": round(tally.cost_usd, 6) if info.price is not None else None,
+        "throughput": {
+            "documents_per_min": round(tally.done / minutes, 2),
+            "requests_per_min": round(tally.attempts / minutes, 2),
+            "tokens_per_min": round(tokens_charged / minutes, 1),
+        },
+        "allowance": _allowance(info.limits, tally.attempts / minutes, tokens_charged / minutes),
+    }
+
+
+def _allowance(limits: Limits, rpm: float, tpm: float) -> dict[str, Any]:
+    """The rate achieved as a share of each per-minute limit the tier sets."""
+    shares: dict[str, Any] = {}
+    for name, achieved in (("requests_per_minute", rpm), ("tokens_per_minute", tpm)):
+        limit = getattr(limits, name)
+        if limit:
+            shares[name] = {"limit": limit, "achieved": round(achieved, 1)}
+            shares[name]["share"] = round(achieved / limit, 3)
+    if limits.max_concurrency:
+        shares["max_concurrency"] = limits.max_concurrency
+    return shares
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 4)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+# ---- text ----------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as a person reads it."""
+    docs, calls, tokens = report["documents"], report["calls"], report["tokens"]
+    counts = ", ".join(f"{n:,} {status}" for status, n in docs["by_status"].items()) or "none"
+    lines = [
+        f"Run of {report['job']} ({report['model']}), {report['started_at']} to "
+        f"{report['finished_at']} ({_duration(report['wall_s'])}): {_ENDED[report['ended']]}",
+    ]
+    if report.get("fatal_error"):
+        lines.append(f"  stopped by: {report['fatal_error']}")
+    lines.append(f"  documents  {docs['total']:,}: {counts}")
+    if docs["reused"]:
+        lines[-1] += f"; {docs['reused']:,} finished earlier, not sent again"
+    if docs["by_error_type"]:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in docs["by_error_type"].items())
+        lines.append(f"  problems   {kinds}")
+    lines.append(
+        f"  tokens     {tokens['input']:,} in, {tokens['output']:,} out, "
+        f"{tokens['cache_read']:,} cache read, {tokens['cache_write']:,} cache write"
+    )
+    cost = report["cost_usd"]
+    lines.append(
+        "  cost       "
+        + (f"${cost:,.4f} estimated at list prices" if cost is not None else "unknown (no price)")
+    )
+    p50, p95 = calls["latency_p50_s"], calls["latency_p95_s"]
+    latency = f"latency p50 {p50:.2f} s, p95 {p95:.2f} s" if p50 is not None else "no replies"
+    lines.append(
+        f"  calls      {calls['calls']:,} ({calls['attempts']:,} attempts, "
+        f"{calls['retries']:,} retries, {calls['rate_limited_429']:,} answered 429); {latency}"
+    )
+    rate = report["throughput"]
+    lines.append(
+        f"  throughput {rate['documents_per_min']:,} documents/min, "
+        f"{rate['requests_per_min']:,} requests/min, {rate['tokens_per_min']:,.0f} tokens/min"
+    )
+    shares = [
+        f"{name.split('_')[0]} {share['achieved']:,.0f}/{share['limit']:,} a minute "
+        f"({share['share']:.0%})"
+        for name, share in report["allowance"].items()
+        if isinstance(share, dict)
+    ]
+    if shares:
+        lines.append("  allowance  " + ", ".join(shares))
+    lines.append(f"  results    {report['output']}")
+    return "\n".join(lines)
+
+
+_ENDED = {
+    "completed": "completed",
+    "interrupted": "interrupted (run again to finish)",
+    "max_duration": "stopped at --max-duration (run again to finish)",
+    "fatal": "stopped early",
+}
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+# ---- files ---------------------------------------------------------------------------
+
+
+def report_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.report.json")
+
+
+def write(report: dict[str, Any], output: Path) -> Path:
+    """Write the report beside ``output``, atomically."""
+    path = report_path(output)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def load(output: Path) -> dict[str, Any]:
+    """The report of the last run that wrote ``output`` (the Parquet path or the JSON)."""
+    path = output if output.name.endswith(".report.json") else report_path(output)
+    try:
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no report at {path}: give the Parquet file a run wrote (its report is kept "
+            "beside it as NAME.report.json)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the report {path}: {exc}") from None
+    return report
