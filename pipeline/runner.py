@@ -16,7 +16,8 @@ import logging
 import math
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,6 @@ class JobRunner:
         self.structured_columns = structured_schema(
             spec.structured.schema_ if spec.structured else None
         )
-        self.rows: list[dict[str, Any]] = []
-        self.call_rows: list[dict[str, Any]] = []
         self._open: dict[str, DocumentRun] = {}
         self._followups: MemoryObjectSendStream[Call]
         self._reading_done = False
@@ -267,8 +266,12 @@ class JobRunner:
             del self._open[doc_id]
             errors = [row["error_type"] for row in run.rows if row["status"] == "error"]
             self.tally.document([row["status"] for row in run.rows], next(iter(errors), None))
+            run.rows.sort(key=_row_order)
+            source = run.document.source
             if run.rows and all(row["status"] == "ok" for row in run.rows):
-                self.store.save(self._key(run.document), run.rows, run.call_rows)
+                self.store.save(self._key(run.document), source, run.rows, run.call_rows)
+            else:
+                self.store.add_other(source, run.rows, run.call_rows)
             if self._reading_done and not self._open:
                 self._followups.close()
 
@@ -408,7 +411,6 @@ class JobRunner:
             for name in properties:
                 column = f"field_{name}" if name in DOC_SCHEMA else name
                 row[column] = fit(structured.get(name), self.structured_columns[column])
-        self.rows.append(row)
         run.rows.append(row)
 
     def _problem_row(self, source: str, problem: InputProblem) -> None:
@@ -421,26 +423,25 @@ class JobRunner:
         )
         self.tally.document([status], problem.kind)
         now = utc(time.time())
-        self.rows.append(
-            {
-                "doc_id": _source_id(source),
-                "source": source,
-                "status": status,
-                "chunks": 0,
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "cache_creation_input_tokens": 0,
-                "attempts": 0,
-                "latency_s": 0.0,
-                "request_ids": [],
-                "error_type": problem.kind,
-                "error_message": problem.message,
-                "started_at": now,
-                "finished_at": now,
-                "notes": [],
-            }
-        )
+        row = {
+            "doc_id": _source_id(source),
+            "source": source,
+            "status": status,
+            "chunks": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "attempts": 0,
+            "latency_s": 0.0,
+            "request_ids": [],
+            "error_type": problem.kind,
+            "error_message": problem.message,
+            "started_at": now,
+            "finished_at": now,
+            "notes": [],
+        }
+        self.store.add_other(source, [row], [])
 
     def _log_calls(self, run: DocumentRun, part: str, result: CallResult) -> None:
         doc_id = run.document.doc_id
@@ -459,7 +460,6 @@ class JobRunner:
                 "output_tokens": result.reply.usage.output_tokens if ok and result.reply else None,
                 "stop_reason": result.reply.stop_reason if ok and result.reply else None,
             }
-            self.call_rows.append(row)
             run.call_rows.append(row)
 
     # ---- the run -----------------------------------------------------------------------
@@ -473,10 +473,7 @@ class JobRunner:
             async for item in documents:
                 if isinstance(item, tuple):
                     self._problem_row(*item)
-                elif (stored := self.store.finished(self._key(item))) is not None:
-                    rows, call_rows = stored
-                    self.rows.extend(rows)
-                    self.call_rows.extend(call_rows)
+                elif self.store.reuse(self._key(item), item.source):
                     self.reused += 1
                     self.tally.reused += 1
                 else:
@@ -521,8 +518,10 @@ class JobRunner:
             self.ended, self.fatal_error = "fatal", str(error or grouped)
             raise error or grouped from None
         finally:
-            self.store.close()
-            outcome = self.outcome = self._write(totals)
+            try:
+                outcome = self.outcome = self._write(totals)
+            finally:
+                self.store.close()
         return outcome
 
     @property
@@ -537,11 +536,15 @@ class JobRunner:
 
     def _write(self, totals: RunTotals | None) -> RunOutcome:
         schema = {**DOC_SCHEMA, **self.structured_columns}
-        write_parquet(sorted(self.rows, key=_row_order), self.job.output_path, schema)
-        write_parquet(self.call_rows, self.job.calls_path, CALL_SCHEMA)
-        by_status: dict[str, int] = {}
-        for row in self.rows:
-            by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+        by_status: Counter[str] = Counter()
+
+        def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for row in rows:
+                by_status[row["status"]] += 1
+                yield row
+
+        rows = write_parquet(counted(self.store.output("rows")), self.job.output_path, schema)
+        write_parquet(self.store.output("calls"), self.job.calls_path, CALL_SCHEMA)
         info = RunInfo(
             job=self.job.name,
             model=self.job.spec.model.name,
@@ -557,8 +560,8 @@ class JobRunner:
         return RunOutcome(
             self.job.output_path,
             self.job.calls_path,
-            len(self.rows),
-            by_status,
+            rows,
+            dict(by_status),
             totals,
             self.reused,
             self.ended,

@@ -42,12 +42,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 DOC_SCHEMA: dict[str, Any] = {
     "doc_id": pl.String,
@@ -161,12 +163,20 @@ def structured_schema(schema: Mapping[str, Any] | None) -> dict[str, Any]:
     return columns
 
 
-def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
+def write_parquet(
+    rows: Iterable[Mapping[str, Any]],
+    path: Path,
+    schema: Mapping[str, Any],
+    *,
+    batch_rows: int = 5_000,
+) -> int:
+    """Write ``rows`` to ``path`` atomically, ``batch_rows`` at a time (memory follows the
+    batch, not the file); returns how many were written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        frame.write_parquet(temporary)
+        count = _write_batches(iter(rows), temporary, dict(schema), batch_rows)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         # mkstemp makes the file private (0600); give it the mode any new file would have.
@@ -175,22 +185,35 @@ def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return count
+
+
+def _write_batches(
+    rows: Iterator[Mapping[str, Any]], path: str, schema: dict[str, Any], batch_rows: int
+) -> int:
+    count = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        while True:
+            batch = [{name: row.get(name) for name in schema} for row in islice(rows, batch_rows)]
+            if not batch and writer is not None:
+                return count
+            table = pl.DataFrame(batch, schema=schema).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table)
+            count += len(batch)
+            if not batch:
+                return count
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def write_parquet(
-    rows: Iterable[Mapping[str, Any]], path: Path, schema: Mapping[str, Any]
-) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        [{name: row.get(name) for name in schema} for row in rows], schema=dict(schema)
-    )
-    _write_atomically(frame, path)
-    return frame
 
 
 def utc(timestamp: float) -> datetime:

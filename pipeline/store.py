@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ create table if not exists documents (
     calls text not null
 )
 """
+# This run's output, gathered on disk (not in memory) until the Parquet is written: the
+# finished documents it keeps (``seen``) and the rows of the others (``other_rows``).
+# Temporary tables: never synced, gone when the run closes the store.
+_RUN_SCHEMA = (
+    "create temp table seen (key text primary key, source text not null)",
+    "create temp table other_rows (source text not null, rows text not null, calls text not null)",
+)
 _DATETIMES = ("started_at", "finished_at")
 
 
@@ -74,22 +82,44 @@ class ResultStore:
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")
         self._db.execute(_SCHEMA)
+        for statement in _RUN_SCHEMA:
+            self._db.execute(statement)
 
-    def finished(self, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-        """The rows and call rows stored for ``key``, or None."""
-        found = self._db.execute(
-            "select rows, calls from documents where key = ?", (key,)
-        ).fetchone()
-        if found is None:
-            return None
-        return _decode(found[0]), _decode(found[1])
+    def reuse(self, key: str, source: str) -> bool:
+        """If ``key`` was finished by an earlier run, keep it in this run's output."""
+        found = self._db.execute("select 1 from documents where key = ?", (key,)).fetchone()
+        if found is not None:
+            self._db.execute("insert or replace into seen values (?, ?)", (key, source))
+        return found is not None
 
-    def save(self, key: str, rows: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+    def save(
+        self, key: str, source: str, rows: list[dict[str, Any]], calls: list[dict[str, Any]]
+    ) -> None:
         """Commit one finished document, durably, before anything else happens."""
         self._db.execute(
             "insert or replace into documents (key, rows, calls) values (?, ?, ?)",
             (key, _encode(rows), _encode(calls)),
         )
+        self._db.execute("insert or replace into seen values (?, ?)", (key, source))
+
+    def add_other(
+        self, source: str, rows: list[dict[str, Any]], calls: list[dict[str, Any]]
+    ) -> None:
+        """Rows of this run that are not finished work (errors, skips): output only."""
+        self._db.execute(
+            "insert into other_rows values (?, ?, ?)", (source, _encode(rows), _encode(calls))
+        )
+
+    def output(self, column: str) -> Iterator[dict[str, Any]]:
+        """This run's output rows (``column="rows"``, by source) or call rows (``"calls"``),
+        one at a time."""
+        assert column in ("rows", "calls")
+        query = (
+            f"select s.source, d.{column} from seen s join documents d on d.key = s.key "
+            f"union all select source, {column} from other_rows order by 1"
+        )
+        for _, encoded in self._db.execute(query):
+            yield from _decode(encoded)
 
     def forget_all(self) -> None:
         self._db.execute("delete from documents")

@@ -47,15 +47,26 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path: Path) -> None:
     ResultStore(path).close()  # the kernel released the lock with the process
 
 
-def test_finished_documents_survive_the_process(tmp_path: Path) -> None:
+def test_finished_documents_survive_the_process_and_a_run_outputs_only_its_own(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "out.state.sqlite"
     store = ResultStore(path)
-    store.save("doc:1", [{"doc_id": "doc", "status": "ok"}], [{"doc_id": "doc", "attempt": 1}])
+    for n in (1, 2):
+        row = {"doc_id": f"d{n}", "source": f"{n}.txt", "status": "ok"}
+        store.save(f"d{n}:s", f"{n}.txt", [row], [{"doc_id": f"d{n}", "attempt": 1}])
     store.close()
+
     again = ResultStore(path)
-    assert again.finished("doc:1") == (
-        [{"doc_id": "doc", "status": "ok"}],
-        [{"doc_id": "doc", "attempt": 1}],
-    )
-    assert again.finished("doc:2") is None
+    assert list(again.output("rows")) == []  # nothing is output until this run keeps it
+    assert again.reuse("d2:s", "2.txt")
+    assert not again.reuse("d1:other-settings", "1.txt")
+    again.add_other("0.txt", [{"doc_id": "d0", "source": "0.txt", "status": "error"}], [])
+    # By source; d1 (not seen by this run: a removed input) drops out.
+    assert [r["source"] for r in again.output("rows")] == ["0.txt", "2.txt"]
+    assert list(again.output("calls")) == [{"doc_id": "d2", "attempt": 1}]
     again.close()
+    # What this run gathered for its output is not kept: the next run starts clean.
+    third = ResultStore(path)
+    assert list(third.output("rows")) == []
+    third.close()

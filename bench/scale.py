@@ -1,0 +1,180 @@
+"""Scale: peak memory against the number of documents, and what a re-run of a finished job costs.
+
+Run:  python -m bench.scale                      (10K, 50K and 100K documents; ~15 minutes)
+      python -m bench.scale --sizes 2000 --quick (smoke test)
+
+For each size N, N small generated text documents (a few hundred bytes each, in folders of
+1,000) are summarized by the real command line, ``pipeline run jobs/summarize.toml``, as a
+subprocess against the simulator in another process (no limits, no latency, so the run is
+as fast as the pipeline can go). Measured:
+
+- peak RSS of the ``pipeline run`` process (``wait4``'s ``ru_maxrss``): target under 300 MB
+  at 100K, and flat with N;
+- wall time, and the simulator's count of requests served.
+
+Then the smallest size is run again, unchanged: the re-run must make 0 API calls (target)
+and finish in under 10 s at 10K documents (target), rewriting the same Parquet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.simulator import DEFAULT_API_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTENCE = (
+    "the committee reviewed budget schedule vendor contract risk audit quarter revenue staff "
+    "training policy update delivery milestone customer feedback survey result"
+)
+WORDS = SENTENCE.split()
+
+
+@dataclass
+class Measured:
+    documents: int
+    rows: int
+    wall_s: float
+    peak_rss_mb: float
+    served: int
+
+
+def make_corpus(folder: Path, count: int) -> Path:
+    """``count`` small documents, deterministic, in folders of 1,000 (reused if present)."""
+    marker = folder / f".complete-{count}"
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    for n in range(count):
+        sub = folder / f"batch-{n // 1000:03d}"
+        if n % 1000 == 0:
+            sub.mkdir(parents=True)
+        words = " ".join(WORDS[(n * 7 + i) % len(WORDS)] for i in range(60))
+        (sub / f"memo-{n:06d}.txt").write_text(f"Memo {n}. {words}.\n", encoding="utf-8")
+    marker.touch()
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Simulator:
+    """``pipeline simulate`` in its own process, so its memory and CPU are not ours."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = ["pipeline", "simulate", "--port", str(self.port), "--log-level", "warning"]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *command], cwd=ROOT, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.served()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the simulator did not start")
+
+    def served(self) -> int:
+        with urllib.request.urlopen(f"{self.url}/_simulator/stats", timeout=5) as response:
+            stats = json.load(response)
+        total: int = stats["served"]["total"]
+        return total
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/_simulator/reset", method="POST")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run_pipeline(sim: Simulator, corpus: Path, out: Path, concurrency: int) -> Measured:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["MEGALLM_API_KEY"] = DEFAULT_API_KEY
+    before = sim.served()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "pipeline", "run", "jobs/summarize.toml", str(corpus),
+            "--output", str(out), "--base-url", sim.url, "--quiet",
+            "--set", f"limits.max_concurrency={concurrency}",
+        ],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise RuntimeError(f"pipeline run exited {process.returncode}")
+    rows = pl.scan_parquet(out).select(pl.len()).collect().item()
+    documents = sum(1 for _ in corpus.rglob("*.txt"))
+    return Measured(documents, rows, wall, usage.ru_maxrss / 1024, sim.served() - before)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-scale")
+    parser.add_argument("--quick", action="store_true", help="2,000 documents only")
+    args = parser.parse_args()
+    sizes = [2_000] if args.quick else sorted(args.sizes)
+    sim = Simulator()
+    results: list[tuple[str, Measured]] = []
+    try:
+        for size in sizes:
+            corpus = make_corpus(args.workdir / f"docs-{size}", size)
+            out = args.workdir / f"out-{size}" / "summaries.parquet"
+            shutil.rmtree(out.parent, ignore_errors=True)
+            sim.reset()
+            measured = run_pipeline(sim, corpus, out, args.concurrency)
+            results.append(("first run", measured))
+            print(_row("first run", measured), flush=True)
+        smallest = sizes[0]
+        corpus = args.workdir / f"docs-{smallest}"
+        out = args.workdir / f"out-{smallest}" / "summaries.parquet"
+        measured = run_pipeline(sim, corpus, out, args.concurrency)
+        results.append(("re-run, unchanged", measured))
+        print(_row("re-run, unchanged", measured), flush=True)
+    finally:
+        sim.stop()
+    print()
+    print("| run | documents | rows | API calls | wall s | docs/s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, m in results:
+        print(
+            f"| {label} | {m.documents:,} | {m.rows:,} | {m.served:,} | {m.wall_s:.1f} | "
+            f"{m.documents / m.wall_s:,.0f} | {m.peak_rss_mb:.0f} |"
+        )
+
+
+def _row(label: str, m: Measured) -> str:
+    return (
+        f"{label}: {m.documents:,} documents, {m.rows:,} rows, {m.served:,} calls, "
+        f"{m.wall_s:.1f} s, peak RSS {m.peak_rss_mb:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
