@@ -119,7 +119,7 @@ class _Reply(Response):
                 ticket.reply,
                 message_id=new_id("msg"),
                 model=ticket.request.model,
-                input_tokens=ticket.request.input_tokens,
+                billed=ticket.billed,
             )
         ).encode()
         await send(self._start("application/json", len(body)))
@@ -138,7 +138,7 @@ class _Reply(Response):
                 ticket.reply,
                 message_id=new_id("msg"),
                 model=ticket.request.model,
-                input_tokens=ticket.request.input_tokens,
+                billed=ticket.billed,
             )
         )
         cut = len(events) // 2 if ticket.fault in ("drop", "stream_error") else None
@@ -192,9 +192,9 @@ def create_app(sim: Simulator) -> Starlette:
         return wrapped
 
     async def messages(request: Request, request_id: str) -> Response:
-        sim.authenticate(request.headers)
+        api_key = sim.authenticate(request.headers)
         parsed = validate_messages(await _read_json(request), token_scale=sim.config.token_scale)
-        ticket = sim.admit(parsed)
+        ticket = sim.admit(parsed, api_key=api_key)
         if ticket.fault in ("overloaded", "api_error"):
             sim.finish(ticket, output_tokens=0, refund_input=True)
             raise overloaded() if ticket.fault == "overloaded" else api_error()

@@ -16,6 +16,9 @@ from pipeline.limits import Limits
 CONTEXT_WINDOW = 200_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_API_KEY = "sk-sim-local-key"
+# The shortest prefix the real API caches on Sonnet 4/4.5 and Opus 4/4.1 (other models: 2,048
+# or 4,096); shorter prefixes are processed without caching, silently.
+CACHE_MIN_TOKENS = 1_024
 
 # Models the simulator knows, newest first as the real list is; anything else is a 404.
 # (The two 4.6 entries carry placeholder dates: the simulator needs an order, not history.)
@@ -120,6 +123,9 @@ class SimulatorConfig:
     # Charge this many times the documented count: a tokenizer that counts more than the
     # client estimated (newer models' tokenizers give up to ~35% more for the same text).
     token_scale: float = 1.0
+    # Prompt caching: a prefix shorter than this many tokens is not cached (the real minimum
+    # depends on the model; see CACHE_MIN_TOKENS).
+    cache_min_tokens: int = CACHE_MIN_TOKENS
 
     def __post_init__(self) -> None:
         if not self.api_keys or any(not key for key in self.api_keys):
@@ -132,10 +138,14 @@ class SimulatorConfig:
         limit = self.count_tokens_requests_per_minute
         if limit is not None and limit < 1:
             raise ConfigError("count_tokens_requests_per_minute: must be at least 1")
+        minimum = self.cache_min_tokens
+        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+            raise ConfigError("cache_min_tokens: must be a whole number of at least 1")
 
     def __repr__(self) -> str:
         # Keys are secrets even in a simulator: a repr that leaks them teaches bad habits.
         return (
             f"SimulatorConfig(api_keys=<{len(self.api_keys)} redacted>, limits={self.limits!r}, "
-            f"faults={self.faults!r}, latency={self.latency!r}, reply_tokens={self.reply_tokens!r})"
+            f"faults={self.faults!r}, latency={self.latency!r}, "
+            f"reply_tokens={self.reply_tokens!r}, cache_min_tokens={self.cache_min_tokens})"
         )
