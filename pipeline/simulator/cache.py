@@ -38,6 +38,11 @@ LOOKBACK_BLOCKS = 20
 _PRUNE_ABOVE = 4_096
 
 
+def cache_scope(api_key: str, model: str) -> str:
+    """Caches are private to a key (an organization) and a model."""
+    return f"{api_key}\x00{model}"
+
+
 @dataclass(frozen=True)
 class InputUsage:
     """How a request's input tokens are billed."""

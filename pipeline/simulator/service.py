@@ -14,7 +14,6 @@ current models), and the cache changes only once the reply is produced.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -22,22 +21,14 @@ from dataclasses import dataclass
 
 from pipeline.limits import Clock, TokenBucket
 from pipeline.simulator import faults as fault_draw
-from pipeline.simulator.cache import CachePlan, InputUsage, PromptCache
+from pipeline.simulator.batches import BatchStore
+from pipeline.simulator.cache import CachePlan, InputUsage, PromptCache, cache_scope
 from pipeline.simulator.config import FaultKind, SimulatorConfig
 from pipeline.simulator.envelope import ApiError
 from pipeline.simulator.ratelimit import RateLimiter
 from pipeline.simulator.replies import Reply, make_reply, request_digest
 from pipeline.simulator.stats import Stats
 from pipeline.simulator.validation import MessagesRequest
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def cache_scope(api_key: str, model: str) -> str:
-    """Caches are private to a key (an organization) and a model."""
-    return f"{api_key}\x00{model}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,7 @@ class Simulator:
         self.reset()
 
     def reset(self) -> None:
-        """Forget all traffic: fresh buckets, stats and fault history."""
+        """Forget all traffic: fresh buckets, stats, fault history, prompt cache and batches."""
         config = self.config
         self.limiter = RateLimiter(
             config.limits,
@@ -90,6 +81,9 @@ class Simulator:
         )
         self.stats = Stats(self._clock)
         self.cache = PromptCache(min_tokens=config.cache_min_tokens, token_scale=config.token_scale)
+        self.batches = BatchStore(
+            config, clock=self._clock, wall=self._wall, cache=self.cache, stats=self.stats
+        )
         self._seen: Counter[str] = Counter()
 
     def authenticate(self, headers: Mapping[str, str]) -> str:
@@ -110,6 +104,7 @@ class Simulator:
         return self.limiter.headers()
 
     def admit(self, request: MessagesRequest, *, api_key: str) -> Ticket:
+        self.batches.settle()  # batches that ended meanwhile have used the cache first
         scope = cache_scope(api_key, request.model)
         plan = self.cache.plan(scope, request.body, now=self._clock())
         refusal = self.limiter.admit(plan.usage.rate_limited)

@@ -47,6 +47,9 @@ class Stats:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cache: Counter[str] = Counter()
+        self.batches: Counter[str] = Counter()
+        self.batch_results: Counter[str] = Counter()
+        self.batch_tokens: Counter[str] = Counter()
         self.concurrency = 0
         self.peak_concurrency = 0
         self.windows = {
@@ -115,6 +118,17 @@ class Stats:
             "peaks": {
                 "concurrency": self.peak_concurrency,
                 **{name: window.peak for name, window in self.windows.items()},
+            },
+            "batches": {
+                **{
+                    key: self.batches[key]
+                    for key in ("created", "requests", "canceled", "deleted", "results_served")
+                },
+                "results_by_type": dict(self.batch_results),
+                "tokens": {
+                    key: self.batch_tokens[key]
+                    for key in ("input", "output", "cache_creation", "cache_read")
+                },
             },
             "in_flight": self.concurrency,
             "served": {
