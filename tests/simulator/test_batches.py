@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.cli import EXIT_USAGE, build_parser, main, simulator_config
 from pipeline.simulator import Batches, ConfigError, Limits, SimulatorConfig, count_request
 from pipeline.simulator.server import SimulatorServer
 from tests.conftest import FakeClock, StartSimulator
@@ -428,6 +429,15 @@ def test_stats_count_batches_requests_and_results(
 def test_batch_settings_are_checked_at_load(settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         Batches(**settings)
+
+
+def test_cli_flags_set_the_batch_settings() -> None:
+    argv = ["simulate", "--batch-seconds", "60", "--batch-errored", "0.1"]
+    config = simulator_config(
+        build_parser().parse_args([*argv, "--batch-expired", "0.05", "--seed", "4"])
+    )
+    assert config.batches == Batches(processing_seconds=60, errored=0.1, expired=0.05, seed=4)
+    assert main(["simulate", "--batch-errored", "2"]) == EXIT_USAGE
 
 
 def test_model_in_batch_params_may_be_an_alias(
