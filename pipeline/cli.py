@@ -138,10 +138,26 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="X",
         help="charge X times the documented token count (a tokenizer that counts more)",
     )
+    batches = sim.add_argument_group("message batches")
+    batches.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds a batch takes to process (default 5; past 24 h its requests expire)",
+    )
+    batches.add_argument(
+        "--batch-errored", type=float, default=0.0, metavar="P", help="share of requests errored"
+    )
+    batches.add_argument(
+        "--batch-expired", type=float, default=0.0, metavar="P", help="share of requests expired"
+    )
     sim.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    from pipeline.simulator import Batches  # local: the only place the CLI needs it
+
     base = TIERS[args.tier] if args.tier else Limits()
     explicit = {
         "requests_per_minute": args.rpm,
@@ -172,6 +188,12 @@ def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         reply_tokens=args.reply_tokens,
         round_remaining=not args.exact_remaining,
         token_scale=args.token_scale,
+        batches=Batches(
+            processing_seconds=args.batch_seconds,
+            errored=args.batch_errored,
+            expired=args.batch_expired,
+            seed=args.seed,
+        ),
     )
 
 

@@ -1,12 +1,14 @@
 """A local Messages API server that behaves like the real one: validation, rate limits,
-faults on demand and deterministic replies. Tests, benchmarks and ``pipeline run
---simulate`` talk to it over real HTTP."""
+faults on demand, deterministic replies, prompt caching and Message Batches. Tests,
+benchmarks and ``pipeline run --simulate`` talk to it over real HTTP."""
 
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
 from pipeline.simulator.config import (
+    CACHE_MIN_TOKENS,
     CONTEXT_WINDOW,
     DEFAULT_API_KEY,
+    Batches,
     Faults,
     Latency,
     SimulatorConfig,
@@ -17,9 +19,11 @@ from pipeline.simulator.service import Simulator
 from pipeline.simulator.tokenizer import count_request, count_text
 
 __all__ = [
+    "CACHE_MIN_TOKENS",
     "CONTEXT_WINDOW",
     "DEFAULT_API_KEY",
     "TIERS",
+    "Batches",
     "ConfigError",
     "Faults",
     "Latency",

@@ -1,7 +1,8 @@
 """HTTP for the simulator: an ASGI app (Starlette) over a ``Simulator``.
 
 Routes: ``POST /v1/messages`` (plain and SSE), ``POST /v1/messages/count_tokens``,
-``GET /v1/models`` and ``/v1/models/{id}``; outside ``/v1``, ``GET /_simulator/stats`` and
+``GET /v1/models`` and ``/v1/models/{id}``, the Message Batches routes
+(``batch_routes.py``); outside ``/v1``, ``GET /_simulator/stats`` and
 ``POST /_simulator/reset`` for tests and benchmarks. Every response carries ``request-id``
 and the ``anthropic-ratelimit-*`` headers.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -21,13 +21,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from pipeline.simulator.batch_routes import batch_routes
 from pipeline.simulator.config import MAX_BODY_BYTES, MODEL_ALIASES, MODELS
-from pipeline.simulator.envelope import ApiError, api_error, invalid, overloaded
+from pipeline.simulator.envelope import ApiError, api_error, new_id, overloaded
 from pipeline.simulator.replies import message_body, sse, stream_events
-from pipeline.simulator.service import Simulator, Ticket, new_id
+from pipeline.simulator.service import Simulator, Ticket
 from pipeline.simulator.validation import validate_count_tokens, validate_messages
-
-Handler = Callable[[Request], Awaitable[Response]]
+from pipeline.simulator.web import Handler, RouteHandler, page, read_json
 
 # A dropped connection is made by returning from the ASGI callable before the body is
 # complete; uvicorn then closes the socket and logs this line, which here is on purpose.
@@ -43,26 +43,6 @@ def quiet_intentional_drops() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _QuietDrops) for f in logger.filters):
         logger.addFilter(_QuietDrops())
-
-
-async def _read_json(request: Request) -> Any:
-    declared = request.headers.get("content-length")
-    too_large = ApiError(
-        413, "request_too_large", "Request exceeds the maximum allowed number of bytes."
-    )
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_large
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except ValueError as exc:
-        raise invalid(f"There was an error parsing the body of your request: {exc}") from exc
 
 
 async def _hold(receive: Receive, seconds: float) -> bool:
@@ -119,7 +99,7 @@ class _Reply(Response):
                 ticket.reply,
                 message_id=new_id("msg"),
                 model=ticket.request.model,
-                input_tokens=ticket.request.input_tokens,
+                billed=ticket.billed,
             )
         ).encode()
         await send(self._start("application/json", len(body)))
@@ -138,7 +118,7 @@ class _Reply(Response):
                 ticket.reply,
                 message_id=new_id("msg"),
                 model=ticket.request.model,
-                input_tokens=ticket.request.input_tokens,
+                billed=ticket.billed,
             )
         )
         cut = len(events) // 2 if ticket.fault in ("drop", "stream_error") else None
@@ -179,7 +159,7 @@ def create_app(sim: Simulator) -> Starlette:
         headers = {**sim.rate_limit_headers(), **err.headers, "request-id": request_id}
         return JSONResponse(err.body(request_id), status_code=err.status, headers=headers)
 
-    def endpoint(name: str, handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
+    def endpoint(name: str, handler: RouteHandler) -> Handler:
         async def wrapped(request: Request) -> Response:
             request_id = new_id("req")
             try:
@@ -192,9 +172,11 @@ def create_app(sim: Simulator) -> Starlette:
         return wrapped
 
     async def messages(request: Request, request_id: str) -> Response:
-        sim.authenticate(request.headers)
-        parsed = validate_messages(await _read_json(request), token_scale=sim.config.token_scale)
-        ticket = sim.admit(parsed)
+        api_key = sim.authenticate(request.headers)
+        parsed = validate_messages(
+            await read_json(request, limit=MAX_BODY_BYTES), token_scale=sim.config.token_scale
+        )
+        ticket = sim.admit(parsed, api_key=api_key)
         if ticket.fault in ("overloaded", "api_error"):
             sim.finish(ticket, output_tokens=0, refund_input=True)
             raise overloaded() if ticket.fault == "overloaded" else api_error()
@@ -207,7 +189,7 @@ def create_app(sim: Simulator) -> Starlette:
     async def count_tokens(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
         tokens = validate_count_tokens(
-            await _read_json(request), token_scale=sim.config.token_scale
+            await read_json(request, limit=MAX_BODY_BYTES), token_scale=sim.config.token_scale
         )
         sim.admit_count()
         headers = {**sim.rate_limit_headers(), "request-id": request_id}
@@ -218,29 +200,7 @@ def create_app(sim: Simulator) -> Starlette:
 
     async def list_models(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
-        entries = [model_entry(*m) for m in MODELS]
-        ids = [e["id"] for e in entries]
-        after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError as exc:
-            raise invalid("limit: Input should be a valid integer") from exc
-        if not 1 <= limit <= 1000:
-            raise invalid("limit: Input should be between 1 and 1000")
-        if after in ids:
-            entries = entries[ids.index(after) + 1 :]
-            page, has_more = entries[:limit], len(entries) > limit
-        elif before in ids:
-            entries = entries[: ids.index(before)]
-            page, has_more = entries[-limit:], len(entries) > limit  # the page just before
-        else:
-            page, has_more = entries[:limit], len(entries) > limit
-        body = {
-            "data": page,
-            "has_more": has_more,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-        }
+        body = page([model_entry(*m) for m in MODELS], request.query_params)
         return JSONResponse(body, headers={**sim.rate_limit_headers(), "request-id": request_id})
 
     async def get_model(request: Request, request_id: str) -> Response:
@@ -278,6 +238,7 @@ def create_app(sim: Simulator) -> Starlette:
         ),
         Route("/v1/models", endpoint("models", list_models), methods=["GET"]),
         Route("/v1/models/{model_id}", endpoint("models", get_model), methods=["GET"]),
+        *batch_routes(sim, endpoint),
         Route("/_simulator/stats", stats, methods=["GET"]),
         Route("/_simulator/reset", reset, methods=["POST"]),
     ]

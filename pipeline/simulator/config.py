@@ -16,6 +16,11 @@ from pipeline.limits import Limits
 CONTEXT_WINDOW = 200_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_API_KEY = "sk-sim-local-key"
+# The shortest prefix the real API caches on Sonnet 4/4.5 and Opus 4/4.1 (other models: 2,048
+# or 4,096); shorter prefixes are processed without caching, silently.
+CACHE_MIN_TOKENS = 1_024
+BATCH_MAX_REQUESTS = 100_000
+BATCH_MAX_BYTES = 256 * 1024 * 1024
 
 # Models the simulator knows, newest first as the real list is; anything else is a 404.
 # (The two 4.6 entries carry placeholder dates: the simulator needs an order, not history.)
@@ -106,6 +111,40 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class Batches:
+    """How Message Batches are processed.
+
+    A batch ends ``processing_seconds`` after it is created, on the simulator's clock; each
+    request in it finishes at a point of that span drawn from the seed and the request, so a
+    cancel keeps the results of those done by the time cancelling completes
+    (``cancel_seconds`` after the cancel) and cancels the rest. Requests still unfinished 24 h
+    after creation expire. ``errored`` and ``expired`` are the probabilities that a valid
+    request ends ``errored`` (500 api_error) or ``expired`` anyway, drawn from ``seed``, the
+    request's ``custom_id`` and its params, so a run is reproducible.
+    """
+
+    processing_seconds: float = 5.0
+    cancel_seconds: float = 1.0
+    errored: float = 0.0
+    expired: float = 0.0
+    seed: int = 0
+    max_requests: int = BATCH_MAX_REQUESTS
+    max_body_bytes: int = BATCH_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        _check_non_negative(self, "batches", "processing_seconds")
+        _check_non_negative(self, "batches", "cancel_seconds")
+        _check_non_negative(self, "batches", "errored", upper=1.0)
+        _check_non_negative(self, "batches", "expired", upper=1.0)
+        if self.errored + self.expired > 1.0:
+            raise ConfigError("batches: errored + expired add up to more than 1")
+        for name in ("max_requests", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"batches.{name}: must be a whole number of at least 1")
+
+
+@dataclass(frozen=True)
 class SimulatorConfig:
     api_keys: frozenset[str] = frozenset({DEFAULT_API_KEY})
     limits: Limits = field(default_factory=Limits)
@@ -120,6 +159,10 @@ class SimulatorConfig:
     # Charge this many times the documented count: a tokenizer that counts more than the
     # client estimated (newer models' tokenizers give up to ~35% more for the same text).
     token_scale: float = 1.0
+    # Prompt caching: a prefix shorter than this many tokens is not cached (the real minimum
+    # depends on the model; see CACHE_MIN_TOKENS).
+    cache_min_tokens: int = CACHE_MIN_TOKENS
+    batches: Batches = field(default_factory=Batches)
 
     def __post_init__(self) -> None:
         if not self.api_keys or any(not key for key in self.api_keys):
@@ -132,10 +175,15 @@ class SimulatorConfig:
         limit = self.count_tokens_requests_per_minute
         if limit is not None and limit < 1:
             raise ConfigError("count_tokens_requests_per_minute: must be at least 1")
+        minimum = self.cache_min_tokens
+        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+            raise ConfigError("cache_min_tokens: must be a whole number of at least 1")
 
     def __repr__(self) -> str:
         # Keys are secrets even in a simulator: a repr that leaks them teaches bad habits.
         return (
             f"SimulatorConfig(api_keys=<{len(self.api_keys)} redacted>, limits={self.limits!r}, "
-            f"faults={self.faults!r}, latency={self.latency!r}, reply_tokens={self.reply_tokens!r})"
+            f"faults={self.faults!r}, latency={self.latency!r}, "
+            f"reply_tokens={self.reply_tokens!r}, cache_min_tokens={self.cache_min_tokens}, "
+            f"batches={self.batches!r})"
         )

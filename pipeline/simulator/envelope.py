@@ -5,8 +5,14 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier in the API's style: ``req_...``, ``msg_...``, ``msgbatch_...``."""
+    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.simulator.cache import InputUsage
 from pipeline.simulator.tokenizer import count_text
 from pipeline.simulator.validation import MessagesRequest
 
@@ -186,7 +187,14 @@ def make_reply(request: MessagesRequest, digest: str, reply_tokens: tuple[int, i
     return _text_reply(request, digest, natural)
 
 
-def message_body(reply: Reply, *, message_id: str, model: str, input_tokens: int) -> dict[str, Any]:
+def message_body(
+    reply: Reply,
+    *,
+    message_id: str,
+    model: str,
+    billed: InputUsage,
+    service_tier: str = "standard",
+) -> dict[str, Any]:
     return {
         "id": message_id,
         "type": "message",
@@ -195,18 +203,12 @@ def message_body(reply: Reply, *, message_id: str, model: str, input_tokens: int
         "content": list(reply.content),
         "stop_reason": reply.stop_reason,
         "stop_sequence": reply.stop_sequence,
-        "usage": usage(input_tokens, reply.output_tokens),
+        "usage": usage(billed, reply.output_tokens, service_tier),
     }
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "service_tier": "standard",
-    }
+def usage(billed: InputUsage, output_tokens: int, service_tier: str = "standard") -> dict[str, Any]:
+    return {**billed.fields(), "output_tokens": output_tokens, "service_tier": service_tier}
 
 
 def sse(event: str, data: Mapping[str, Any]) -> bytes:
@@ -219,11 +221,11 @@ def _pieces(text: str, size: int = 24) -> Iterator[str]:
 
 
 def stream_events(
-    reply: Reply, *, message_id: str, model: str, input_tokens: int
+    reply: Reply, *, message_id: str, model: str, billed: InputUsage
 ) -> Iterator[tuple[bytes, int]]:
     """The SSE events of a streamed reply, each with the output tokens it carries."""
-    start = message_body(reply, message_id=message_id, model=model, input_tokens=input_tokens)
-    start.update(content=[], stop_reason=None, stop_sequence=None, usage=usage(input_tokens, 1))
+    start = message_body(reply, message_id=message_id, model=model, billed=billed)
+    start.update(content=[], stop_reason=None, stop_sequence=None, usage=usage(billed, 1))
     yield sse("message_start", {"type": "message_start", "message": start}), 0
     for index, block in enumerate(reply.content):
         if block["type"] == "text":

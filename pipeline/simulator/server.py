@@ -55,11 +55,14 @@ class SimulatorServer:
         config: SimulatorConfig | None = None,
         *,
         clock: Clock | None = None,
+        wall: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
     ) -> None:
         extra = {"clock": clock} if clock is not None else {}
+        if wall is not None:
+            extra["wall"] = wall
         self.simulator = Simulator(config, **extra)
         self._host, self._port = host, port
         self._server = uvicorn.Server(_uvicorn_config(self.simulator, log_level=log_level))

@@ -6,11 +6,14 @@ version header, then the body (size, JSON, validation, context window), then rat
 only an admitted request can draw a fault or be served. Faults that end a request before
 the reply (529, 500, a slow reply the client gave up on) give its input tokens back; a
 request counts against requests/min once admitted, whatever happens next.
+
+Prompt caching (``cache.py``) is planned at admission: input tokens/min are charged
+``input_tokens + cache_creation_input_tokens`` (cache reads are free of the limit, as on
+current models), and the cache changes only once the reply is produced.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -18,16 +21,14 @@ from dataclasses import dataclass
 
 from pipeline.limits import Clock, TokenBucket
 from pipeline.simulator import faults as fault_draw
+from pipeline.simulator.batches import BatchStore
+from pipeline.simulator.cache import CachePlan, InputUsage, PromptCache, cache_scope
 from pipeline.simulator.config import FaultKind, SimulatorConfig
 from pipeline.simulator.envelope import ApiError
 from pipeline.simulator.ratelimit import RateLimiter
 from pipeline.simulator.replies import Reply, make_reply, request_digest
 from pipeline.simulator.stats import Stats
 from pipeline.simulator.validation import MessagesRequest
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,16 @@ class Ticket:
     digest: str
     reply: Reply
     fault: FaultKind | None
+    cache: CachePlan
+
+    @property
+    def billed(self) -> InputUsage:
+        return self.cache.usage
+
+    @property
+    def limited_tokens(self) -> int:
+        """Input tokens charged to the rate limits."""
+        return self.cache.usage.rate_limited
 
 
 class Simulator:
@@ -54,7 +65,7 @@ class Simulator:
         self.reset()
 
     def reset(self) -> None:
-        """Forget all traffic: fresh buckets, stats and fault history."""
+        """Forget all traffic: fresh buckets, stats, fault history, prompt cache and batches."""
         config = self.config
         self.limiter = RateLimiter(
             config.limits,
@@ -69,9 +80,14 @@ class Simulator:
             else None
         )
         self.stats = Stats(self._clock)
+        self.cache = PromptCache(min_tokens=config.cache_min_tokens, token_scale=config.token_scale)
+        self.batches = BatchStore(
+            config, clock=self._clock, wall=self._wall, cache=self.cache, stats=self.stats
+        )
         self._seen: Counter[str] = Counter()
 
-    def authenticate(self, headers: Mapping[str, str]) -> None:
+    def authenticate(self, headers: Mapping[str, str]) -> str:
+        """The caller's API key, once it is known to be one the simulator accepts."""
         key = headers.get("x-api-key")
         if key is None:
             auth = headers.get("authorization", "")
@@ -82,12 +98,16 @@ class Simulator:
             raise ApiError(401, "authentication_error", "invalid x-api-key")
         if not headers.get("anthropic-version"):
             raise ApiError(400, "invalid_request_error", "anthropic-version: header is required")
+        return key
 
     def rate_limit_headers(self) -> dict[str, str]:
         return self.limiter.headers()
 
-    def admit(self, request: MessagesRequest) -> Ticket:
-        refusal = self.limiter.admit(request.input_tokens)
+    def admit(self, request: MessagesRequest, *, api_key: str) -> Ticket:
+        self.batches.settle()  # batches that ended meanwhile have used the cache first
+        scope = cache_scope(api_key, request.model)
+        plan = self.cache.plan(scope, request.body, now=self._clock())
+        refusal = self.limiter.admit(plan.usage.rate_limited)
         if refusal is not None:
             self.stats.refused(refusal.limit)
             retry_after = max(1, int(-(-refusal.retry_after // 1)))
@@ -97,7 +117,7 @@ class Simulator:
                 refusal.message,
                 {"retry-after": str(retry_after), "x-should-retry": "true"},
             )
-        self.stats.admitted(request.input_tokens)
+        self.stats.admitted(plan.usage.rate_limited)
         digest = request_digest(request.body)
         attempt = self._seen[digest]
         self._seen[digest] += 1
@@ -105,17 +125,18 @@ class Simulator:
         if fault is not None:
             self.stats.faults[fault] += 1
         reply = make_reply(request, digest, self.config.reply_tokens)
-        return Ticket(request, digest, reply, fault)
+        return Ticket(request, digest, reply, fault, plan)
 
     def served(self, ticket: Ticket) -> None:
         """The reply was produced in full and is billed, even if lost on the way out."""
-        self.stats.reply(ticket.digest, ticket.request.input_tokens, ticket.reply.output_tokens)
+        self.cache.commit(ticket.cache, now=self._clock())
+        self.stats.reply(ticket.digest, ticket.billed, ticket.reply.output_tokens)
         if ticket.fault == "drop":
             self.stats.dropped[ticket.digest] += 1
 
     def finish(self, ticket: Ticket, *, output_tokens: int, refund_input: bool) -> None:
         self.limiter.release(
-            input_tokens=ticket.request.input_tokens,
+            input_tokens=ticket.limited_tokens,
             output_tokens=output_tokens,
             refund_input=refund_input,
         )

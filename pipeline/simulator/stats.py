@@ -10,6 +10,7 @@ from collections import Counter, deque
 from typing import Any
 
 from pipeline.limits import Clock
+from pipeline.simulator.cache import InputUsage
 
 MAX_REFUSAL_TIMES = 10_000
 
@@ -45,6 +46,10 @@ class Stats:
         self.dropped: Counter[str] = Counter()
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache: Counter[str] = Counter()
+        self.batches: Counter[str] = Counter()
+        self.batch_results: Counter[str] = Counter()
+        self.batch_tokens: Counter[str] = Counter()
         self.concurrency = 0
         self.peak_concurrency = 0
         self.windows = {
@@ -80,11 +85,21 @@ class Stats:
             self.windows["output_tokens_per_minute"].add(now, output_tokens)
             self.windows["tokens_per_minute"].add(now, output_tokens)
 
-    def reply(self, digest: str, input_tokens: int, output_tokens: int) -> None:
+    def reply(self, digest: str, billed: InputUsage, output_tokens: int) -> None:
         """A complete reply was produced and billed (whether or not it reached the client)."""
         self.served[digest] += 1
-        self.input_tokens += input_tokens
+        self.input_tokens += billed.input_tokens
         self.output_tokens += output_tokens
+        self.cached(billed)
+
+    def cached(self, billed: InputUsage) -> None:
+        """Count what a billed reply read from and wrote to the prompt cache."""
+        if billed.cache_read_input_tokens:
+            self.cache["read_requests"] += 1
+            self.cache["read_tokens"] += billed.cache_read_input_tokens
+        if billed.cache_creation_input_tokens:
+            self.cache["write_requests"] += 1
+            self.cache["write_tokens"] += billed.cache_creation_input_tokens
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,9 +111,24 @@ class Stats:
             "rate_limited_at": list(self.rate_limited_at),
             "faults": dict(self.faults),
             "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "cache": {
+                key: self.cache[key]
+                for key in ("read_requests", "read_tokens", "write_requests", "write_tokens")
+            },
             "peaks": {
                 "concurrency": self.peak_concurrency,
                 **{name: window.peak for name, window in self.windows.items()},
+            },
+            "batches": {
+                **{
+                    key: self.batches[key]
+                    for key in ("created", "requests", "canceled", "deleted", "results_served")
+                },
+                "results_by_type": dict(self.batch_results),
+                "tokens": {
+                    key: self.batch_tokens[key]
+                    for key in ("input", "output", "cache_creation", "cache_read")
+                },
             },
             "in_flight": self.concurrency,
             "served": {

@@ -17,6 +17,11 @@ The rule, piece by piece (text is split with ``_PIECE``):
 A request adds fixed overheads: 3 per message, 1 per content block, 3 for a system prompt,
 the JSON of each tool definition counted as text plus 10, and per attachment: an image
 costs ``ceil(bytes / 750)`` (at least 85) and a PDF costs 1,500 per page it declares.
+``cache_control`` markers cost nothing.
+
+``request_pieces`` splits a request into its blocks in the order prompt caching reads them
+(tools, then system, then messages), each with its share of the count, so that a cached
+prefix and the rest add up to exactly what ``count_request`` charges.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import base64
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 _PIECE = re.compile(r"[A-Za-z]+|[0-9]+| +|\s+|.", re.DOTALL)
 
@@ -100,14 +106,59 @@ def count_content(content: str | Iterable[Mapping[str, Any]] | Any) -> int:
     return 0
 
 
-def count_request(body: Mapping[str, Any]) -> int:
-    """Input tokens of a (validated) Messages API request body."""
-    total = 0
+@dataclass(frozen=True)
+class Piece:
+    """One block of a request, in cache order, and the tokens it is charged.
+
+    ``block`` is the block as sent (a string prompt or message becomes one text block);
+    ``None`` for a message whose content is empty, which still costs its overhead.
+    ``opens`` marks the first piece of a message (or of the system prompt).
+    """
+
+    section: Literal["tools", "system", "messages"]
+    role: str | None
+    block: Mapping[str, Any] | None
+    opens: bool
+    tokens: int
+
+
+def _tool_tokens(tool: Mapping[str, Any]) -> int:
+    described = {k: v for k, v in tool.items() if k != "cache_control"}
+    return TOOL_OVERHEAD + count_text(json.dumps(described, sort_keys=True))
+
+
+def _content_pieces(
+    section: Literal["system", "messages"], role: str | None, content: Any, overhead: int
+) -> Iterator[Piece]:
+    if isinstance(content, str):
+        text = {"type": "text", "text": content}
+        yield Piece(section, role, text, True, overhead + count_text(content))
+        return
+    blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
+    if not blocks:
+        yield Piece(section, role, None, True, overhead)
+        return
+    for index, block in enumerate(blocks):
+        extra = overhead if index == 0 else 0
+        yield Piece(section, role, block, index == 0, extra + count_block(block))
+
+
+def request_pieces(body: Mapping[str, Any]) -> list[Piece]:
+    """The blocks of a (validated) request in cache order: tools, system, messages."""
+    pieces = [
+        Piece("tools", None, tool, True, _tool_tokens(tool))
+        for tool in body.get("tools") or []
+        if isinstance(tool, Mapping)
+    ]
     system = body.get("system")
     if system:
-        total += SYSTEM_OVERHEAD + count_content(system)
+        pieces.extend(_content_pieces("system", None, system, SYSTEM_OVERHEAD))
     for message in body.get("messages", []):
-        total += MESSAGE_OVERHEAD + count_content(message.get("content", ""))
-    for tool in body.get("tools") or []:
-        total += TOOL_OVERHEAD + count_text(json.dumps(tool, sort_keys=True))
-    return total
+        content = message.get("content", "")
+        pieces.extend(_content_pieces("messages", message.get("role"), content, MESSAGE_OVERHEAD))
+    return pieces
+
+
+def count_request(body: Mapping[str, Any]) -> int:
+    """Input tokens of a (validated) Messages API request body."""
+    return sum(piece.tokens for piece in request_pieces(body))

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.simulator.cache import TTL_SECONDS, breakpoints
 from pipeline.simulator.config import CONTEXT_WINDOW, MODEL_ALIASES, MODELS
 from pipeline.simulator.envelope import ApiError, invalid
 from pipeline.simulator.tokenizer import count_request
@@ -66,6 +67,7 @@ _MAX_OUTPUT = {
     "claude-3-5-haiku-20241022": 8_192,
 }
 _DEFAULT_MAX_OUTPUT = 64_000
+MAX_CACHE_BREAKPOINTS = 4
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,22 @@ def _check_unit_interval(body: Mapping[str, Any], key: str) -> None:
         raise invalid(f"{key}: Input should be greater than or equal to 0")
     if value > 1:
         raise invalid(f"{key}: Input should be less than or equal to 1")
+
+
+def _check_cache_control(where: str, holder: Mapping[str, Any]) -> None:
+    control = holder.get("cache_control")
+    if control is None:
+        return
+    path = f"{where}.cache_control" if where else "cache_control"
+    if not isinstance(control, Mapping):
+        raise invalid(f"{path}: Input should be a valid dictionary")
+    if control.get("type") != "ephemeral":
+        raise invalid(f"{path}.type: Input should be 'ephemeral'")
+    if "ttl" in control and control["ttl"] not in TTL_SECONDS:
+        raise invalid(f"{path}.ttl: Input should be '5m' or '1h'")
+    for key in control:
+        if key not in ("type", "ttl"):
+            raise invalid(f"{path}.{key}: Extra inputs are not permitted")
 
 
 def _check_source(path: str, block: Mapping[str, Any]) -> None:
@@ -163,6 +181,7 @@ def _check_blocks(path: str, content: Any, *, allow_tools: bool) -> None:
             raise invalid(f"{where}.id: Field required")
         elif kind == "tool_result" and not isinstance(block.get("tool_use_id"), str):
             raise invalid(f"{where}.tool_use_id: Field required")
+        _check_cache_control(where, block)
 
 
 def _check_messages(messages: Any) -> None:
@@ -217,6 +236,7 @@ def _check_tools(body: Mapping[str, Any]) -> None:
                 raise invalid(f"{where}.custom.input_schema.type: Input should be 'object'")
             if name in names:
                 raise invalid(f"tools: Tool names must be unique. Duplicate name: {name}")
+            _check_cache_control(f"{where}.custom", tool)
             names.add(name)
     choice = body.get("tool_choice")
     if choice is None:
@@ -239,6 +259,13 @@ def _check_common(body: Mapping[str, Any]) -> str:
     if system is not None:
         _check_blocks("system", system, allow_tools=False)
     _check_tools(body)
+    _check_cache_control("", body)
+    found = breakpoints(body)
+    if found > MAX_CACHE_BREAKPOINTS:
+        raise invalid(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {found}."
+        )
     return model
 
 
