@@ -6,7 +6,8 @@ Exit statuses (documented in the README):
   2  bad usage or job spec (the message names the field and the fix); nothing was sent
   3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
      what finished before is saved
-  4  the run stopped at --max-duration: what finished is saved; run again to continue
+  4  the run stopped at --max-duration or before passing the job's [budget]: what finished
+     is saved; run again to continue
   75 another run of the same job is active (EX_TEMPFAIL: try again later, or use --wait)
   130 interrupted (SIGINT or SIGTERM): what finished is saved; run again to finish
 """
@@ -339,8 +340,9 @@ def run_job_command(args: argparse.Namespace) -> int:
     if outcome.ended == "interrupted":
         log.warning("interrupted; run the same command again to finish")
         return EXIT_INTERRUPTED
-    if outcome.ended == "max_duration":
-        log.warning("stopped at --max-duration; run the same command again to continue")
+    if outcome.ended in ("max_duration", "budget"):
+        reason = "at --max-duration" if outcome.ended == "max_duration" else "by the budget"
+        log.warning("stopped %s; run the same command again to continue", reason)
         return EXIT_INCOMPLETE
     return EXIT_DOCUMENTS_FAILED if outcome.by_status.get("error") else EXIT_OK
 

@@ -77,6 +77,16 @@ class Usage:
         )
 
     @property
+    def total(self) -> int:
+        """Every token of the usage, cached or not."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
+
+    @property
     def counted_input(self) -> int:
         """What counts against an input-tokens-per-minute limit (cache reads do not)."""
         return self.input_tokens + self.cache_creation_input_tokens

@@ -62,6 +62,7 @@ class Engine:
         *,
         retry: RetryPolicy | None = None,
         stream: bool = False,
+        warm_up: bool = False,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         sleep: Sleep = anyio.sleep,
@@ -71,6 +72,7 @@ class Engine:
         self.limits = limits
         self.retry = retry or RetryPolicy()
         self.stream = stream
+        self.warm_up = warm_up  # send the first call alone (it writes the prompt cache)
         self.concurrency = limits.max_concurrency or DEFAULT_CONCURRENCY
         self.pacer = Pacer(limits, clock=clock, sleep=sleep)
         self._slots = anyio.CapacityLimiter(self.concurrency)
@@ -204,11 +206,16 @@ class Engine:
                     for call in calls:
                         await send_calls.send(call)
 
+        first_done = anyio.Event()
+
         async def work(
             inbox: ObjectReceiveStream[Call],
             outbox: ObjectSendStream[CallResult],
             stop: anyio.CancelScope,
+            leader: bool,
         ) -> None:
+            if self.warm_up and not leader:
+                await first_done.wait()  # the first reply writes the prompt cache for all
             async with inbox, outbox:
                 async for call in inbox:
                     if self.stopping:
@@ -219,6 +226,8 @@ class Engine:
                         fatal.append(exc)
                         stop.cancel()
                         return
+                    finally:
+                        first_done.set()
                     # A finished result was paid for: it reaches the sink even if the run
                     # is being stopped around it.
                     with anyio.CancelScope(shield=True):
@@ -234,9 +243,13 @@ class Engine:
             outer.start_soon(drain)
             async with send_results, receive_calls, anyio.create_task_group() as workers:
                 workers.start_soon(feed)
-                for _ in range(self.concurrency):
+                for n in range(self.concurrency):
                     workers.start_soon(
-                        work, receive_calls.clone(), send_results.clone(), workers.cancel_scope
+                        work,
+                        receive_calls.clone(),
+                        send_results.clone(),
+                        workers.cancel_scope,
+                        n == 0,
                     )
         if fatal:
             raise fatal[0]

@@ -10,12 +10,14 @@ Batches at half of every rate. A model not in the table has no estimate, never a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pipeline.models import Usage
 
 PRICES_SOURCE = "https://platform.claude.com/docs/en/about-claude/pricing (read 2026-11-30)"
 BATCH_DISCOUNT = 0.5
 _MTOK = 1_000_000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,31 @@ _FAMILIES: dict[str, Price] = {
 }
 
 
+# The shortest prefix each model caches, in tokens (same source); shorter prefixes are
+# processed at the full rate and nothing is written.
+_CACHE_MINIMUM = {
+    "claude-opus-4-6": 4096,
+    "claude-opus-4-5": 4096,
+    "claude-haiku-4-5": 4096,
+    "claude-3-5-haiku": 2048,
+    "claude-3-haiku": 2048,
+}
+DEFAULT_CACHE_MINIMUM = 1024  # Sonnet 4.x, Opus 4/4.1, and a guess for other models
+
+
+def _family(model: str, table: dict[str, _T]) -> _T | None:
+    name = model.removesuffix("-latest")
+    for family in sorted(table, key=len, reverse=True):  # "opus-4-1" before "opus-4"
+        if name == family or name.startswith(family + "-"):
+            return table[family]
+    return None
+
+
 def list_price(model: str) -> Price | None:
     """The list price of ``model`` (an alias, a dated id or ``...-latest``), or None."""
-    name = model.removesuffix("-latest")
-    for family in sorted(_FAMILIES, key=len, reverse=True):  # "opus-4-1" before "opus-4"
-        if name == family or name.startswith(family + "-"):
-            return _FAMILIES[family]
-    return None
+    return _family(model, _FAMILIES)
+
+
+def cache_minimum(model: str) -> int:
+    """The shortest prompt prefix ``model`` caches, in tokens."""
+    return _family(model, _CACHE_MINIMUM) or DEFAULT_CACHE_MINIMUM

@@ -8,11 +8,15 @@ document's own braces are never interpreted.
 from __future__ import annotations
 
 import base64
+import string
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from pipeline.models import Attachment, Chunk, Document
+from pipeline.pricing import cache_minimum
 from pipeline.spec import Job
+from pipeline.tokens import estimate_text
 
 
 def placeholders(document: Document, chunk: Chunk | None, text: str) -> dict[str, str]:
@@ -37,6 +41,33 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return template.format_map(values)
 
 
+@lru_cache(maxsize=16)
+def head_of(template: str) -> str:
+    """The template's text before its first placeholder, as rendered: the same in every
+    request, so it can be cached with the system prompt."""
+    for literal, field, _, _ in string.Formatter().parse(template):
+        return literal if field is not None else ""
+    return ""
+
+
+@lru_cache(maxsize=64)
+def worth_caching(job: Job, head: str) -> bool:
+    """Is the shared prefix (system prompt and template head) long enough to be cached?
+    Below the model's minimum the API caches nothing, so nothing is marked."""
+    prompt = job.spec.prompt
+    if not prompt.cache:
+        return False
+    shared = estimate_text(prompt.system) + estimate_text(head)
+    return shared >= cache_minimum(job.spec.model.name)
+
+
+def _cached(block: dict[str, Any], job: Job) -> dict[str, Any]:
+    marker = {"type": "ephemeral"}
+    if job.spec.prompt.cache_ttl == "1h":
+        marker["ttl"] = "1h"
+    return {**block, "cache_control": marker}
+
+
 def _block(attachment: Attachment) -> dict[str, Any]:
     kind = "document" if attachment.media_type == "application/pdf" else "image"
     data = base64.b64encode(attachment.data).decode("ascii")
@@ -50,21 +81,37 @@ def request_params(
     job: Job,
     prompt: str,
     *,
+    head: str = "",
     attachment: Attachment | None = None,
     structured: bool = False,
 ) -> dict[str, Any]:
-    """A complete request body for one call."""
+    """A complete request body for one call. ``prompt`` starts with ``head``, the part of the
+    template every request shares: with the system prompt it is marked for prompt caching
+    (one breakpoint, at its end) when it is long enough to be cached."""
     model = job.spec.model
+    system = job.spec.prompt.system
+    if attachment is not None:
+        head = ""  # the document comes first: only the system prompt is shared
+    cache = worth_caching(job, head)
     content: str | list[dict[str, Any]] = prompt
     if attachment is not None:
         content = [_block(attachment), {"type": "text", "text": prompt}]
+    elif cache and head and prompt.startswith(head) and len(prompt) > len(head):
+        content = [
+            _cached({"type": "text", "text": head}, job),
+            {"type": "text", "text": prompt[len(head) :]},
+        ]
+    else:
+        head = ""
     params: dict[str, Any] = {
         "model": model.name,
         "max_tokens": model.max_tokens,
         "messages": [{"role": "user", "content": content}],
     }
-    if job.spec.prompt.system:
-        params["system"] = job.spec.prompt.system
+    if system:
+        params["system"] = (
+            [_cached({"type": "text", "text": system}, job)] if cache and not head else system
+        )
     if model.temperature is not None:
         params["temperature"] = model.temperature
     if model.top_p is not None:

@@ -225,6 +225,7 @@ _ENDED = {
     "completed": "completed",
     "interrupted": "interrupted (run again to finish)",
     "max_duration": "stopped at --max-duration (run again to finish)",
+    "budget": "stopped before passing the job's budget (run again to continue)",
     "fatal": "stopped early",
 }
 

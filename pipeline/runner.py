@@ -28,13 +28,15 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline import report
+from pipeline.budget import BudgetGuard
 from pipeline.chunking import reduce_groups, split
 from pipeline.client import Endpoint, MessagesClient
 from pipeline.errors import InputProblem, InvalidRequest, PipelineError, RunBusy, Skipped
-from pipeline.models import Attachment, Call, CallResult, Chunk, Document, Section, Usage
+from pipeline.models import Call, CallResult, Document, Section, Usage
+from pipeline.planner import Unit, first_round, request_for
 from pipeline.pool import Engine, RunTotals
 from pipeline.progress import Display
-from pipeline.prompts import placeholders, render, request_params
+from pipeline.prompts import head_of, worth_caching
 from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
@@ -48,16 +50,6 @@ log = logging.getLogger("pipeline.run")
 READ_THREADS = 4
 _PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
 _SEP = "|"
-
-
-@dataclass
-class Unit:
-    """One request's worth of a document: a chunk of text, or an attachment."""
-
-    key: str
-    text: str
-    chunk: Chunk | None = None
-    attachment: Attachment | None = None
 
 
 @dataclass
@@ -97,12 +89,8 @@ class RunOutcome:
     by_status: dict[str, int]
     totals: RunTotals | None
     reused: int = 0  # documents finished by an earlier run, not sent again
-    ended: str = "completed"  # or interrupted / max_duration / fatal: a re-run resumes
+    ended: str = "completed"  # or interrupted / max_duration / budget / fatal: a re-run resumes
     report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def interrupted(self) -> bool:
-        return self.ended in ("interrupted", "max_duration")
 
 
 class JobRunner:
@@ -129,8 +117,10 @@ class JobRunner:
                 max_attempts=spec.retry.max_attempts, max_elapsed_s=spec.retry.max_elapsed_s
             ),
             stream=spec.endpoint.stream,
+            warm_up=worth_caching(job, head_of(job.template)),
         )
         self.budget = job.chunk_budget(estimate_text)
+        self.budget_guard = BudgetGuard(job, self.tally)
         self.structured_columns = structured_schema(
             spec.structured.schema_ if spec.structured else None
         )
@@ -182,70 +172,21 @@ class JobRunner:
 
     # ---- planning ----------------------------------------------------------------------
 
-    def _units(self, document: Document) -> list[Unit]:
-        if document.attachments:
-            count = len(document.attachments)
-            return [
-                Unit(
-                    f"part/{i}",
-                    "",
-                    Chunk(i, count, "", 0, attachment.pages),
-                    attachment,
-                )
-                for i, attachment in enumerate(document.attachments)
-            ]
-        chunks = split(
-            document.sections,
-            self.budget,
-            overlap=self.job.spec.chunking.overlap_tokens,
-            code=document.kind == "code",
-        )
-        return [Unit(f"map/{c.index}", c.text, c) for c in chunks]
-
     def _call(self, run: DocumentRun, unit: Unit, *, final: bool, template: str) -> Call:
-        document = run.document
-        prompt = render(template, placeholders(document, unit.chunk, unit.text))
-        params = request_params(
-            self.job,
-            prompt,
-            attachment=unit.attachment,
-            structured=final and self.job.spec.structured is not None,
-        )
-        key = f"{document.doc_id}{_SEP}{unit.key}"
+        params = request_for(self.job, run.document, unit, template=template, final=final)
         run.pending.add(unit.key)
         run.sent[unit.key] = (unit, template)
+        key = f"{run.document.doc_id}{_SEP}{unit.key}"
         return Call(key, params, input_tokens=estimate_request(params))
 
     def _plan(self, document: Document) -> tuple[DocumentRun, list[Call]]:
-        units = self._units(document)
-        strategy = self.job.spec.chunking.strategy
-        run = DocumentRun(document, len(units), time.time())
+        first = first_round(self.job, self.budget, document)
+        run = DocumentRun(document, first.chunk_count, time.time(), notes=first.notes)
+        run.order = [unit.key for unit in first.units]
         template = self.job.template
-        if strategy == "truncate" and len(units) > 1:
-            kept = units[0]
-            pages = (
-                f" (pages {kept.chunk.pages[0]}-{kept.chunk.pages[1]})"
-                if kept.chunk and kept.chunk.pages
-                else ""
-            )
-            run.notes.append(
-                f"truncated: sent only the first of {len(units)} chunks{pages} "
-                "(chunking.strategy = 'truncate')"
-            )
-            units = [kept]
-        if len(units) == 1 or strategy == "per_chunk":
-            keys = [
-                u.key.replace("map/", "chunk/") if strategy == "per_chunk" else "whole"
-                for u in units
-            ]
-            calls = []
-            for unit, key in zip(units, keys, strict=True):
-                unit.key = key
-                calls.append(self._call(run, unit, final=True, template=template))
-            run.order = keys
-            return run, calls
-        run.order = [u.key for u in units]
-        return run, [self._call(run, u, final=False, template=template) for u in units]
+        return run, [
+            self._call(run, unit, final=first.final, template=template) for unit in first.units
+        ]
 
     # ---- results -----------------------------------------------------------------------
 
@@ -255,6 +196,7 @@ class JobRunner:
         run.pending.discard(part)
         run.account(result)
         usage = result.reply.usage if result.reply is not None else Usage()
+        self.budget_guard.settle(result.call)
         self.tally.call(result, self.job.price.cost(usage) if self.job.price else 0.0)
         self._log_calls(run, part, result)
         if not run.done:
@@ -469,6 +411,24 @@ class JobRunner:
         documents: ObjectReceiveStream[Document | tuple[str, InputProblem]],
         followups: MemoryObjectReceiveStream[Call],
     ) -> AsyncGenerator[Call, None]:
+        """Every call to make, while the job's budget allows it."""
+        async with aclosing(self._planned(documents, followups)) as planned:
+            async for call in planned:
+                if not self.budget_guard.allows(call):
+                    log.warning(
+                        "%s; stopping: no new requests, the ones in flight finish",
+                        self.budget_guard.describe(),
+                        extra={"event": "budget_reached"},
+                    )
+                    self.stop("budget")
+                    return
+                yield call
+
+    async def _planned(
+        self,
+        documents: ObjectReceiveStream[Document | tuple[str, InputProblem]],
+        followups: MemoryObjectReceiveStream[Call],
+    ) -> AsyncGenerator[Call, None]:
         async with documents:
             async for item in documents:
                 if isinstance(item, tuple):
@@ -526,8 +486,8 @@ class JobRunner:
 
     @property
     def stopping(self) -> bool:
-        """Has ``stop`` been asked (by a signal or the deadline)?"""
-        return self.ended in ("interrupted", "max_duration")
+        """Has ``stop`` been asked (by a signal, the deadline or the budget)?"""
+        return self.ended in ("interrupted", "max_duration", "budget")
 
     def stop(self, reason: str = "interrupted") -> None:
         """Stop taking work: calls in flight finish, then the results are written."""

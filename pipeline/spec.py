@@ -73,6 +73,8 @@ class PromptSpec(_Section):
     template: str | None = None
     template_file: str | None = None
     reduce_template: str = DEFAULT_REDUCE
+    cache: bool = True
+    cache_ttl: Literal["5m", "1h"] = "5m"
 
     @model_validator(mode="after")
     def _one_template(self) -> PromptSpec:
@@ -145,6 +147,13 @@ class PricingSpec(_Section):
     cache_read_per_mtok: Rate | None = None
 
 
+class BudgetSpec(_Section):
+    """Stop a run before it passes either figure (this run's spending, not all runs')."""
+
+    max_cost_usd: Annotated[float, Field(gt=0)] | None = None
+    max_total_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
 class StructuredSpec(_Section):
     schema_: dict[str, Any] = Field(alias="schema")
     tool_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] = "record_result"
@@ -175,6 +184,7 @@ class JobSpec(_Section):
     chunking: ChunkingSpec = ChunkingSpec()
     output: OutputSpec = OutputSpec()
     pricing: PricingSpec = PricingSpec()
+    budget: BudgetSpec = BudgetSpec()
     structured: StructuredSpec | None = None
 
 
@@ -200,6 +210,11 @@ class Job:
         _check_template("prompt.reduce_template", prompt.reduce_template, needs_text=True)
         self.limits = spec.limits.resolve()
         self.price = _price(spec)
+        if spec.budget.max_cost_usd is not None and self.price is None:
+            raise ConfigError(
+                f"budget.max_cost_usd: {spec.model.name!r} has no known price; set "
+                "pricing.input_per_mtok and pricing.output_per_mtok"
+            )
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -291,6 +306,8 @@ def _price(spec: JobSpec) -> Price | None:
         if listed is not None and given.input_per_mtok is None
         else Price.from_list(input_rate, output_rate)
     )
+    if spec.prompt.cache_ttl == "1h":  # an hour's cache writes cost twice the input rate
+        base = dataclasses.replace(base, cache_write=round(input_rate * 2, 6))
     write, read = given.cache_write_per_mtok, given.cache_read_per_mtok
     return Price(
         input_rate,

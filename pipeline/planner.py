@@ -1,0 +1,89 @@
+"""From a document to its first round of requests: shared by a run and by ``pipeline plan``.
+
+A document becomes units (chunks of text that fit the window, or attachments); the job's
+``chunking.strategy`` decides which are sent and whether their answers are final
+(``per_chunk``, or a document that fits in one request) or partials to be combined
+(``map_reduce``). Unit keys name the parts in results: ``whole``, ``map/N``, ``chunk/N``,
+``part/N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.chunking import split
+from pipeline.models import Attachment, Chunk, Document
+from pipeline.prompts import head_of, placeholders, render, request_params
+from pipeline.spec import Job
+
+
+@dataclass
+class Unit:
+    """One request's worth of a document: a chunk of text, or an attachment."""
+
+    key: str
+    text: str
+    chunk: Chunk | None = None
+    attachment: Attachment | None = None
+
+
+@dataclass
+class FirstRound:
+    units: list[Unit]
+    final: bool  # answers are the document's result; else partials to combine
+    chunk_count: int  # before truncation
+    notes: list[str] = field(default_factory=list)
+
+
+def units_of(job: Job, budget: int, document: Document) -> list[Unit]:
+    if document.attachments:
+        count = len(document.attachments)
+        return [
+            Unit(f"part/{i}", "", Chunk(i, count, "", 0, attachment.pages), attachment)
+            for i, attachment in enumerate(document.attachments)
+        ]
+    chunks = split(
+        document.sections,
+        budget,
+        overlap=job.spec.chunking.overlap_tokens,
+        code=document.kind == "code",
+    )
+    return [Unit(f"map/{c.index}", c.text, c) for c in chunks]
+
+
+def first_round(job: Job, budget: int, document: Document) -> FirstRound:
+    units = units_of(job, budget, document)
+    strategy = job.spec.chunking.strategy
+    round_ = FirstRound(units, final=False, chunk_count=len(units))
+    if strategy == "truncate" and len(units) > 1:
+        kept = units[0]
+        pages = (
+            f" (pages {kept.chunk.pages[0]}-{kept.chunk.pages[1]})"
+            if kept.chunk and kept.chunk.pages
+            else ""
+        )
+        round_.notes.append(
+            f"truncated: sent only the first of {len(units)} chunks{pages} "
+            "(chunking.strategy = 'truncate')"
+        )
+        round_.units = [kept]
+    if len(round_.units) == 1 or strategy == "per_chunk":
+        for unit in round_.units:
+            unit.key = unit.key.replace("map/", "chunk/") if strategy == "per_chunk" else "whole"
+        round_.final = True
+    return round_
+
+
+def request_for(
+    job: Job, document: Document, unit: Unit, *, template: str, final: bool
+) -> dict[str, Any]:
+    """The request body for one unit of a document, rendered with ``template``."""
+    values = placeholders(document, unit.chunk, unit.text)
+    return request_params(
+        job,
+        render(template, values),
+        head=head_of(template),
+        attachment=unit.attachment,
+        structured=final and job.spec.structured is not None,
+    )
