@@ -2,12 +2,14 @@
 
 Templates are checked at load (``pipeline.spec``): they name only known placeholders, with
 no attribute access, indexing or formats, so rendering is plain substitution and a
-document's own braces are never interpreted.
+document's own braces are never interpreted. Every value is made valid Unicode first: a file
+name's undecodable bytes and a PDF's broken text map must not stop a request being encoded.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import string
 from collections.abc import Mapping
 from functools import lru_cache
@@ -18,13 +20,31 @@ from pipeline.pricing import cache_minimum
 from pipeline.spec import Job
 from pipeline.tokens import estimate_text
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def sendable(value: str) -> str:
+    """``value`` as a JSON body can carry it (UTF-8). A lone surrogate cannot be encoded: one
+    that stands for a file name's undecodable byte becomes ``\\xe9``, as in the row's
+    ``source``; any other (a PDF's broken text map) becomes U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return _SURROGATE.sub("\ufffd", value)
+    return value
+
 
 def placeholders(document: Document, chunk: Chunk | None, text: str) -> dict[str, str]:
     pages = ""
     if chunk is not None and chunk.pages is not None:
         first, last = chunk.pages
         pages = str(first) if first == last else f"{first}-{last}"
-    return {
+    values = {
         "text": text,
         "path": str(document.path),
         "name": document.name,
@@ -35,6 +55,7 @@ def placeholders(document: Document, chunk: Chunk | None, text: str) -> dict[str
         "pages": pages,
         "language": document.language or "",
     }
+    return {key: sendable(value) for key, value in values.items()}
 
 
 def render(template: str, values: Mapping[str, str]) -> str:

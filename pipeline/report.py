@@ -244,10 +244,15 @@ def report_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.report.json")
 
 
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it is renamed into place."""
+    return path.with_name(f".{path.name}.partial")
+
+
 def write(report: dict[str, Any], output: Path) -> Path:
     """Write the report beside ``output``, atomically."""
     path = report_path(output)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = partial_path(path)
     partial.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(partial, path)
     return path

@@ -16,11 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from pipeline.client import normalise_base_url
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
 from pipeline.pricing import Price, list_price
+from pipeline.readers import patterns
+from pipeline.report import partial_path, report_path
 
 CONTEXT_WINDOW = 200_000
 
@@ -42,9 +52,34 @@ DEFAULT_REDUCE = (
     "one answer to the original request, as if you had read the whole document.\n\n{text}"
 )
 
-NonNegative = Annotated[int, Field(ge=0)]
+# Token counts within one request: none can exceed the window.
+WindowTokens = Annotated[int, Field(ge=0, le=CONTEXT_WINDOW)]
 # A per-minute figure: at least 1, and not beyond anything a provider sells.
 PerMinute = Annotated[int, Field(ge=1, le=1_000_000_000)]
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("holds a NUL character, which no path can; remove it")
+    return value
+
+
+def _plain_name(value: str) -> str:
+    if value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ValueError(
+            "must be a plain name (no / or \\, not . or ..): it names the default output, "
+            "out/NAME.parquet; set output.path to write elsewhere"
+        )
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a stop sequence must contain something other than white space")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class _Section(BaseModel):
@@ -52,12 +87,12 @@ class _Section(BaseModel):
 
 
 class JobInfo(_Section):
-    name: str | None = None
+    name: Annotated[str, AfterValidator(_plain_name)] | None = None
     description: str = ""
 
 
 class InputsSpec(_Section):
-    paths: list[str] = Field(min_length=1)
+    paths: list[PathText] = Field(min_length=1)
     include: list[str] = []
     exclude: list[str] = []
     gitignore: bool = True
@@ -71,7 +106,7 @@ class InputsSpec(_Section):
 class PromptSpec(_Section):
     system: str = ""
     template: str | None = None
-    template_file: str | None = None
+    template_file: PathText | None = None
     reduce_template: str = DEFAULT_REDUCE
     cache: bool = True
     cache_ttl: Literal["5m", "1h"] = "5m"
@@ -86,9 +121,9 @@ class PromptSpec(_Section):
 class ModelSpec(_Section):
     name: str = Field(min_length=1)
     max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 1024
-    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    stop_sequences: list[str] = []
+    temperature: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    stop_sequences: list[Annotated[str, AfterValidator(_not_blank)]] = []
 
 
 class LimitsSpec(_Section):
@@ -119,22 +154,23 @@ class EndpointSpec(_Section):
 
 class RetrySpec(_Section):
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
-    max_elapsed_s: Annotated[float, Field(gt=0)] = 3_600.0
+    # per request, first attempt to last; a week at most
+    max_elapsed_s: Annotated[float, Field(gt=0, le=604_800, allow_inf_nan=False)] = 3_600.0
 
 
 class ChunkingSpec(_Section):
     strategy: Literal["map_reduce", "per_chunk", "truncate"] = "map_reduce"
-    max_chunk_tokens: Annotated[int, Field(ge=500)] | None = None
-    overlap_tokens: NonNegative = 0
-    safety_margin_tokens: NonNegative = 2_000
+    max_chunk_tokens: Annotated[int, Field(ge=1_000, le=CONTEXT_WINDOW)] | None = None
+    overlap_tokens: WindowTokens = 0
+    safety_margin_tokens: WindowTokens = 2_000
     exact_counts: bool = False
 
 
 class OutputSpec(_Section):
-    path: str | None = None
+    path: PathText | None = None
 
 
-Rate = Annotated[float, Field(ge=0, le=10_000)]
+Rate = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
 
 
 class PricingSpec(_Section):
@@ -150,7 +186,7 @@ class PricingSpec(_Section):
 class BudgetSpec(_Section):
     """Stop a run before it passes either figure (this run's spending, not all runs')."""
 
-    max_cost_usd: Annotated[float, Field(gt=0)] | None = None
+    max_cost_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     max_total_tokens: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -189,7 +225,9 @@ class JobSpec(_Section):
 
 
 class Job:
-    """A validated spec with its paths resolved against the spec file's folder."""
+    """A validated spec with its paths resolved against the spec file's folder. The output is
+    checked to be writable; where it lies inside an input folder, what a run writes there is
+    left out of the inputs (``own_files``)."""
 
     def __init__(self, spec: JobSpec, *, base_dir: Path, name: str) -> None:
         self.spec = spec
@@ -204,6 +242,11 @@ class Job:
                 raise ConfigError(
                     f"prompt.template_file: cannot read {template_path}: {exc.strerror}"
                 ) from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"prompt.template_file: {template_path} is not UTF-8 text (byte "
+                    f"{exc.start:,}); save the template as UTF-8"
+                ) from exc
         else:
             self.template = prompt.template or ""
         _check_template("prompt.template", self.template, needs_text=spec.inputs.mode == "text")
@@ -215,6 +258,64 @@ class Job:
                 f"budget.max_cost_usd: {spec.model.name!r} has no known price; set "
                 "pricing.input_per_mtok and pricing.output_per_mtok"
             )
+        if spec.endpoint.base_url:
+            normalise_base_url(
+                spec.endpoint.base_url, allow_insecure=spec.endpoint.allow_insecure_http
+            )
+        _check_output(self.output_path)
+        self.spec = self._without_own_files(spec)
+
+    def _without_own_files(self, spec: JobSpec) -> JobSpec:
+        """The spec with what a run writes added to ``inputs.exclude`` where it lies inside an
+        input folder (``pipeline run job.toml . --output review.parquet``), so that the next
+        run does not read its own results, state or lock file as inputs."""
+        folder = os.path.realpath(self.output_path.parent)
+        names = [patterns.literal(path.name) for path in self.own_files]
+        # the Parquet files' temporaries while they are written (``pipeline.sink``), and the
+        # report's (``pipeline.report``)
+        names += [
+            patterns.literal(f".{p.name}.") + "*.tmp" for p in (self.output_path, self.calls_path)
+        ]
+        names.append(patterns.literal(partial_path(report_path(self.output_path)).name))
+        excluded: list[str] = []
+        for root in self._input_roots():
+            relative = os.path.relpath(folder, os.path.realpath(root))
+            if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+                continue
+            inside = (
+                "" if relative == os.curdir else patterns.literal(Path(relative).as_posix()) + "/"
+            )
+            excluded.extend(f"/{inside}{name}" for name in names)
+        if not excluded:
+            return spec
+        exclude = [*spec.inputs.exclude, *dict.fromkeys(excluded)]
+        return spec.model_copy(
+            update={"inputs": spec.inputs.model_copy(update={"exclude": exclude})}
+        )
+
+    def _input_roots(self) -> list[Path]:
+        """The folders the inputs are walked from: each path, or the fixed part of a glob."""
+        roots = []
+        for given in self.input_paths:
+            where = None if os.path.lexists(given) else patterns.split_glob(given.parts)
+            roots.append(Path(*given.parts[: where[0]]) if where else given)
+        return roots
+
+    @property
+    def own_files(self) -> tuple[Path, ...]:
+        """Every file a run writes: the results, the calls, the report, the state (with
+        SQLite's journal files) and the lock beside it (``pipeline.store``)."""
+        state = self.state_path
+        journals = (state.with_name(state.name + end) for end in ("-wal", "-shm", "-journal"))
+        report = report_path(self.output_path)
+        return (
+            self.output_path,
+            self.calls_path,
+            report,
+            state,
+            *journals,
+            state.with_suffix(".lock"),
+        )
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -267,6 +368,14 @@ class Job:
             - spec.chunking.safety_margin_tokens
             - 200  # message framing, the placeholders' own values (names, paths)
         )
+        if budget < 1_000:
+            margin = spec.chunking.safety_margin_tokens
+            raise ConfigError(
+                f"prompt/model: the prompt (about {fixed:,} tokens), model.max_tokens "
+                f"({spec.model.max_tokens:,}) and chunking.safety_margin_tokens ({margin:,}) leave "
+                f"less than 1,000 tokens of the {CONTEXT_WINDOW:,}-token window for the "
+                "document; shorten the prompt or lower model.max_tokens or the margin"
+            )
         if spec.chunking.max_chunk_tokens is not None:
             budget = min(budget, spec.chunking.max_chunk_tokens)
         overlap = spec.chunking.overlap_tokens
@@ -274,12 +383,6 @@ class Job:
             raise ConfigError(
                 f"chunking.overlap_tokens: {overlap:,} is more than half of a chunk "
                 f"({budget:,} tokens); lower it"
-            )
-        if budget < 1_000:
-            raise ConfigError(
-                "prompt/model: the system prompt, template and model.max_tokens leave less than "
-                f"1,000 tokens of the {CONTEXT_WINDOW:,}-token window for the document; "
-                "shorten the prompt or lower model.max_tokens"
             )
         return budget
 
@@ -317,6 +420,39 @@ def _price(spec: JobSpec) -> Price | None:
     )
 
 
+def _check_output(path: Path) -> None:
+    """Refuse, before anything is sent, an output that could not be written at the end or
+    would replace something that is not a previous run's results."""
+    for folder in path.parents:
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"output.path: {folder} is a file, so {path} cannot be written under it; "
+                    "choose another output path"
+                )
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(
+                    f"output.path: {folder} is not writable by this user, so {path} and the "
+                    "state beside it cannot be written; choose another output path"
+                )
+            break
+    if path.is_dir():
+        raise ConfigError(
+            f"output.path: {path} is a folder; name the Parquet file to write, e.g. "
+            f"{path / 'results.parquet'}"
+        )
+    try:
+        with path.open("rb") as file:
+            head = file.read(4)
+    except OSError:
+        return  # not there yet (or not readable: writing it will say so)
+    if head and head != b"PAR1":
+        raise ConfigError(
+            f"output.path: {path} exists and is not a Parquet file: the results would replace "
+            "it; choose another output path"
+        )
+
+
 def _literal_part(template: str) -> str:
     return "".join(literal for literal, *_ in string.Formatter().parse(template))
 
@@ -337,9 +473,10 @@ def _check_template(field: str, template: str, *, needs_text: bool) -> None:
                 "(write {{ and }} for literal braces)"
             )
         if spec or conversion:
+            written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
             raise ConfigError(
                 f"{field}: placeholder {{{name}}} may not carry a format or conversion "
-                f"('{{{name}!{conversion}:{spec}}}'); write it as {{{name}}}"
+                f"('{{{written}}}'); write it as {{{name}}}"
             )
         names.add(name)
     if needs_text and "text" not in names:
@@ -378,6 +515,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def _describe(error: Any) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind, message = error["type"], error["msg"]
+    if kind == "value_error":  # our own validators' messages
+        message = message.removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return f"{location}: unknown key; remove it or check its spelling (see README: job spec)"
     if kind == "missing":

@@ -119,6 +119,10 @@ def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
 def _check(given: Path) -> _Input:
     """Does the path exist (a name with [ or * that exists is taken as it is), or the folder
     a glob starts from?"""
+    if "\0" in str(given):
+        raise ConfigError(
+            f"inputs.paths: {str(given)!r} holds a NUL character, which no path can; check it"
+        )
     where = None if os.path.lexists(given) else split_glob(given.parts)
     if where is not None:
         root = Path(*given.parts[: where[0]]) if where[0] else Path()
@@ -285,7 +289,10 @@ def _link(
             return None
         walk.matched += 1
         why = "loops" if exc.errno == errno.ELOOP else "its target does not exist"
-        return tagged(Skipped(f"{relative} is a broken symbolic link ({why}); skipped"), relative)
+        return tagged(
+            Skipped(f"{relative} is a broken symbolic link ({why}); skipped: fix or remove it"),
+            relative,
+        )
     target = os.path.realpath(entry.path)
     inside = target == walk.root_real or target.startswith(walk.root_real.rstrip(os.sep) + os.sep)
     is_dir = stat.S_ISDIR(info.st_mode)

@@ -74,6 +74,14 @@ class Filters:
         return self._exclude is None or not self._exclude.match_file(relative)
 
 
+def literal(text: str) -> str:
+    """``text`` (a path below a root, or part of one) as a pattern that matches it exactly:
+    its special characters escaped, trailing spaces kept. Prefix ``/`` to anchor it."""
+    escaped = "".join(f"\\{c}" if c in "\\[]!*#?" else c for c in text)
+    stripped = escaped.rstrip(" ")
+    return stripped + "\\ " * (len(escaped) - len(stripped))  # git strips bare ones
+
+
 def _parses(line: str) -> bool:
     try:
         GitIgnoreSpec.from_lines([line])

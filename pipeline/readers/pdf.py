@@ -3,14 +3,22 @@
 pypdf may raise anything on a damaged file, so every call into it sits behind one broad
 ``except`` that becomes ``Unreadable``. What pypdf logs while repairing a file becomes the
 document's notes instead of lines on the user's terminal (see ``_PypdfNotes``).
+
+Bounds, so that one hostile PDF cannot hold a run for hours: pypdf caps what a stream may
+decompress to and how many tokens a content stream may hold (a page that passes them is read
+in seconds); a PDF of more than ``MAX_PAGES`` pages is refused before any page is read, and
+reading the text of one stops after ``TEXT_BUDGET_S`` seconds (checked between pages). Both
+refusals are ``TooLarge`` rows that say how to split the file.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pypdf import PdfReader, PdfWriter
@@ -23,6 +31,14 @@ from pipeline.models import Attachment, Section
 # so a part's raw bytes stay under 23 MB to leave room for the encoding and the prompt.
 MAX_PART_PAGES = 100
 MAX_PART_BYTES = 23_000_000
+# A PDF may have at most this many pages (in both modes), and its text is read for at most
+# this long: simple pages take milliseconds each, hard ones up to seconds.
+MAX_PAGES = 5_000
+TEXT_BUDGET_S = 120.0
+_SURROGATE = re.compile("[\ud800-\udfff]")  # pypdf decodes broken text maps leniently
+_SPLIT_IT = (
+    "split it into smaller files (e.g. qpdf --split-pages=500 in.pdf part.pdf) and run again"
+)
 _MAX_LOG_NOTES = 5
 _MAX_NOTE_CHARS = 200
 
@@ -103,6 +119,12 @@ def _broken(label: str, exc: BaseException) -> Unreadable:
     )
 
 
+def _too_many_pages(label: str, count: int, max_pages: int) -> TooLarge:
+    return TooLarge(
+        f"{label} has {count:,} pages, over the {max_pages:,} one PDF may have; " + _SPLIT_IT
+    )
+
+
 def _open(data: bytes, label: str, notes: list[str]) -> PdfReader:
     """Open a PDF, decrypting it with the empty password if it is encrypted."""
     try:
@@ -126,25 +148,45 @@ def _open(data: bytes, label: str, notes: list[str]) -> PdfReader:
         raise _broken(label, exc) from exc
 
 
-def read_text(data: bytes, label: str) -> tuple[tuple[Section, ...], tuple[str, ...]]:
+def read_text(
+    data: bytes,
+    label: str,
+    *,
+    max_pages: int = MAX_PAGES,
+    budget_s: float = TEXT_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[tuple[Section, ...], tuple[str, ...]]:
     """The text of each page that has some, numbered from 1; and notes. ``label`` names the file
-    in messages."""
+    in messages. Raises ``TooLarge`` for more than ``max_pages`` pages, or when reading takes
+    more than ``budget_s`` seconds by ``clock``."""
     notes: list[str] = []
     sections: list[Section] = []
     blank: list[int] = []
     failed: list[int] = []
+    replaced: list[int] = []
     with _logged_notes() as logged:
         reader = _open(data, label, notes)
         try:
             pages = list(reader.pages)
         except Exception as exc:
             raise _broken(label, exc) from exc
+        if len(pages) > max_pages:
+            raise _too_many_pages(label, len(pages), max_pages)
+        started = clock()
         for number, page in enumerate(pages, start=1):
+            if clock() - started > budget_s:
+                raise TooLarge(
+                    f"{label}: reading its text took over {budget_s:,.0f} s ({number - 1:,} of "
+                    f"{len(pages):,} pages read), too long for one file; " + _SPLIT_IT
+                )
             try:
                 text = page.extract_text()
             except Exception:
                 failed.append(number)
                 continue
+            if _SURROGATE.search(text):
+                replaced.append(number)
+                text = _SURROGATE.sub("\ufffd", text)
             text = text.strip()
             if text:
                 sections.append(Section(text, page=number))
@@ -152,6 +194,10 @@ def read_text(data: bytes, label: str) -> tuple[tuple[Section, ...], tuple[str, 
                 blank.append(number)
     if failed:
         notes.append(_pages_note(failed, "could not be read; left out"))
+    if replaced:
+        notes.append(
+            _pages_note(replaced, "had characters with no Unicode value, replaced with U+FFFD")
+        )
     if blank and sections:
         notes.append(_pages_note(blank, "has no text" if len(blank) == 1 else "have no text"))
     notes.extend(_summarise(logged))
@@ -176,10 +222,11 @@ def attachments(
     *,
     max_pages: int = MAX_PART_PAGES,
     max_bytes: int = MAX_PART_BYTES,
+    max_total_pages: int = MAX_PAGES,
 ) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
     """The PDF as document blocks: whole if it fits, else parts of at most ``max_pages`` pages
     and ``max_bytes`` bytes, each with its page range. An encrypted PDF that opens with the
-    empty password is sent decrypted."""
+    empty password is sent decrypted. More than ``max_total_pages`` pages is ``TooLarge``."""
     notes: list[str] = []
     with _logged_notes() as logged:
         reader = _open(data, label, notes)
@@ -187,6 +234,8 @@ def attachments(
             count = len(reader.pages)
             if count == 0:
                 raise EmptyDocument(f"{label} has no pages")
+            if count > max_total_pages:
+                raise _too_many_pages(label, count, max_total_pages)
             if not reader.is_encrypted and count <= max_pages and len(data) <= max_bytes:
                 parts = [Attachment("application/pdf", data, (1, count))]
             else:

@@ -121,6 +121,9 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
             attachments, notes = pdf.attachments(data, label)
         else:
             sections, notes = pdf.read_text(data, label)
+            text = "\n".join(section.text for section in sections)
+            if options.skip_secrets and (reason := secret_by_content(name, text)):
+                raise secret_file(label, reason)
     elif found.kind == "image":
         kind = "image"
         attachment, notes = images.attachment(data, label, found.media_type or "")
