@@ -28,8 +28,8 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from pipeline import __version__, logs, report
-from pipeline.client import ApiKey, Endpoint, resolve_endpoint
+from pipeline import __version__, logs, plan, report
+from pipeline.client import ApiKey, Endpoint, MessagesClient, resolve_endpoint
 from pipeline.errors import RunBusy, RunFatal
 from pipeline.progress import Bar, Display, PlainLines
 from pipeline.runner import RunControl, RunOutcome, check_inputs, run_job
@@ -281,6 +281,22 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="TIME",
         help="without a terminal, a progress line this often (default 60s)",
     )
+    plan = commands.add_parser(
+        "plan",
+        help="what a run would send, cost and take, with nothing sent",
+        description="Read and split the inputs as a run would; estimate tokens, cost and time.",
+    )
+    plan.add_argument("job", type=Path)
+    plan.add_argument("paths", nargs="*")
+    plan.add_argument("--output", help="the run's output (its finished documents are left out)")
+    plan.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    plan.add_argument(
+        "--exact",
+        action="store_true",
+        help="count input tokens with the API's count_tokens (free; needs the key)",
+    )
+    plan.add_argument("--base-url", help="the API's base URL, for --exact")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     show = commands.add_parser(
         "report",
         help="show the report of a past run",
@@ -386,6 +402,26 @@ def _run(
     return outcome
 
 
+def run_plan(args: argparse.Namespace) -> int:
+    job = _load(args)
+    check_inputs(job)
+    counter = None
+    if args.exact:
+        spec = job.spec
+        endpoint = resolve_endpoint(
+            base_url=spec.endpoint.base_url,
+            key_variable=spec.endpoint.api_key_env,
+            allow_insecure=spec.endpoint.allow_insecure_http,
+        )
+        counter = MessagesClient(endpoint, concurrency=4)
+    made = plan.make_plan(job, counter=counter)
+    if args.json:
+        print(json.dumps(plan.as_dict(made, job.price, job.limits), indent=2))
+    else:
+        print(plan.render(made, job.price, job.limits))
+    return EXIT_OK
+
+
 def run_report(args: argparse.Namespace) -> int:
     past = report.load(args.output)
     print(json.dumps(past, indent=2) if args.json else report.render(past))
@@ -411,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": run_job_command,
         "validate": run_validate,
         "report": run_report,
+        "plan": run_plan,
     }
     logs.configure(stream=sys.stderr)
     try:

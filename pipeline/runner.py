@@ -48,7 +48,7 @@ from pipeline.tokens import estimate_request, estimate_text
 log = logging.getLogger("pipeline.run")
 
 READ_THREADS = 4
-_PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
+PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
 _SEP = "|"
 
 
@@ -303,7 +303,7 @@ class JobRunner:
         """All partial answers are in: combine them, in groups that fit, until one is left."""
         texts = [run.partials[key] for key in run.order]
         counts = [estimate_text(t) for t in texts]
-        groups = reduce_groups(counts, self.budget, overhead=_PART_HEADER_TOKENS)
+        groups = reduce_groups(counts, self.budget, overhead=PART_HEADER_TOKENS)
         final = len(groups) == 1
         run.level += 1
         run.partials = {}

@@ -1,0 +1,274 @@
+"""``pipeline plan``: what a run would send, cost and take, with nothing sent.
+
+The documents are found and read exactly as a run reads them, split by the same planner,
+and each first-round request is built in full; its input is estimated the way the run
+reserves it (``pipeline.tokens``: an upper bound, about 10-50% over the API's count) or,
+with ``exact``, counted by ``/v1/messages/count_tokens`` (free). Documents an earlier run
+finished are left out, as the run would. Map-reduce documents add combining requests whose
+input is bounded by their parts' ``max_tokens``. Output is bounded by ``max_tokens`` per
+request: the plan gives upper bounds for output, cost and tokens, and the least time the
+tier's limits allow.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from pipeline.client import MessagesClient
+from pipeline.errors import InputProblem
+from pipeline.limits import Limits
+from pipeline.models import Document, Usage
+from pipeline.planner import first_round, request_for
+from pipeline.pricing import Price
+from pipeline.prompts import head_of, worth_caching
+from pipeline.readers import Candidate, discover, read_document
+from pipeline.runner import PART_HEADER_TOKENS, input_options
+from pipeline.spec import Job
+from pipeline.store import settings_hash
+from pipeline.tokens import estimate_request, estimate_text
+
+# For the concurrency bound only: a reply's time if it runs to max_tokens.
+ASSUMED_TOKENS_PER_S = 50.0
+ASSUMED_OVERHEAD_S = 1.0
+
+
+@dataclass
+class Plan:
+    job: str
+    model: str
+    documents: int = 0  # to send
+    reused: int = 0  # finished by an earlier run
+    problems: Counter[str] = field(default_factory=Counter)  # not sendable, by kind
+    chunks: int = 0
+    requests: int = 0  # first round
+    combining: int = 0  # map-reduce requests that combine partial answers
+    input_tokens: int = 0  # first round: estimated (or exact)
+    combining_input_max: int = 0  # combining requests: if every part ran to max_tokens
+    cached_prefix_tokens: int = 0  # the shared prefix, per request, if it is cached
+    exact: bool = False
+    max_tokens: int = 0
+
+    @property
+    def all_requests(self) -> int:
+        return self.requests + self.combining
+
+    @property
+    def output_tokens_max(self) -> int:
+        return self.all_requests * self.max_tokens
+
+    def usage_max(self) -> Usage:
+        """The most this run can use: cache writes once, reads for the rest."""
+        cached = self.cached_prefix_tokens
+        total_input = self.input_tokens + self.combining_input_max
+        if not cached or not self.requests:
+            return Usage(total_input, self.output_tokens_max)
+        reads = cached * (self.requests - 1)
+        return Usage(
+            input_tokens=total_input - reads - cached,
+            output_tokens=self.output_tokens_max,
+            cache_creation_input_tokens=cached,
+            cache_read_input_tokens=reads,
+        )
+
+    def least_time(self, limits: Limits) -> tuple[float, str]:
+        """Seconds the tier's limits allow at best, and the limit that binds."""
+        usage = self.usage_max()
+        counted_input = usage.counted_input
+        per_reply = ASSUMED_OVERHEAD_S + self.max_tokens / ASSUMED_TOKENS_PER_S
+        bounds = {
+            "requests per minute": (self.all_requests, limits.requests_per_minute),
+            "input tokens per minute": (counted_input, limits.input_tokens_per_minute),
+            "output tokens per minute": (usage.output_tokens, limits.output_tokens_per_minute),
+            "tokens per minute": (
+                counted_input + usage.output_tokens,
+                limits.tokens_per_minute,
+            ),
+        }
+        times = {name: 60 * need / limit for name, (need, limit) in bounds.items() if limit}
+        concurrency = limits.max_concurrency or 4
+        times["concurrency"] = self.all_requests * per_reply / concurrency
+        binding = max(times, key=lambda name: times[name])
+        return times[binding], binding
+
+
+def finished_keys(job: Job) -> set[str]:
+    """Keys of the documents earlier runs finished, read without taking the job's lock (a
+    plan may look while a run is going)."""
+    path = job.state_path
+    if not path.exists():
+        return set()
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return {key for (key,) in db.execute("select key from documents")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
+
+
+def _documents(job: Job) -> Iterator[Document | InputProblem]:
+    options = input_options(job)
+    for item in discover(options):
+        if isinstance(item, Candidate):
+            try:
+                yield read_document(item, options)
+            except InputProblem as problem:
+                yield problem
+        else:
+            yield item
+
+
+def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
+    """The plan for ``job``; with ``counter``, input tokens counted by the API."""
+    spec = job.spec
+    plan = Plan(job.name, spec.model.name, exact=counter is not None)
+    plan.max_tokens = spec.model.max_tokens
+    budget = job.chunk_budget(estimate_text)
+    settings = settings_hash(job.answer_settings())
+    finished = finished_keys(job)
+    requests: list[dict[str, Any]] = []
+    for item in _documents(job):
+        if isinstance(item, InputProblem):
+            plan.problems[item.kind] += 1
+            continue
+        if f"{item.doc_id}:{settings}" in finished:
+            plan.reused += 1
+            continue
+        plan.documents += 1
+        first = first_round(job, budget, item)
+        plan.chunks += first.chunk_count
+        for unit in first.units:
+            params = request_for(job, item, unit, template=job.template, final=first.final)
+            plan.requests += 1
+            plan.input_tokens += estimate_request(params)
+            if counter is not None:
+                requests.append(params)
+        if not first.final:
+            combining, tokens = _combining(job, len(first.units), budget)
+            plan.combining += combining
+            plan.combining_input_max += tokens
+    if counter is not None:  # combining requests cannot be counted before their parts exist
+        plan.input_tokens = anyio.run(_count, counter, requests)
+    if worth_caching(job, head_of(job.template)):
+        plan.cached_prefix_tokens = estimate_text(spec.prompt.system) + estimate_text(
+            head_of(job.template)
+        )
+    return plan
+
+
+def _combining(job: Job, parts: int, budget: int) -> tuple[int, int]:
+    """Requests and input tokens to combine ``parts`` partial answers of at most
+    ``max_tokens`` each, in groups that fit the window, round after round."""
+    max_tokens = job.spec.model.max_tokens
+    prompt = estimate_text(job.spec.prompt.reduce_template) + estimate_text(job.spec.prompt.system)
+    per_request = max(2, budget // (max_tokens + PART_HEADER_TOKENS))
+    requests = tokens = 0
+    while parts > 1:
+        groups = math.ceil(parts / per_request)
+        requests += groups
+        tokens += parts * (max_tokens + PART_HEADER_TOKENS) + groups * prompt
+        parts = groups
+    return requests, tokens
+
+
+async def _count(client: MessagesClient, requests: list[dict[str, Any]]) -> int:
+    total = 0
+    slots = anyio.Semaphore(4)
+
+    async def one(params: dict[str, Any]) -> None:
+        nonlocal total
+        async with slots:
+            counted = await client.count_tokens(params)
+        total += counted  # not ``total += await ...``: that reads total before the await
+
+    async with client, anyio.create_task_group() as group:
+        for params in requests:
+            group.start_soon(one, params)
+    return total
+
+
+def render(plan: Plan, price: Price | None, limits: Limits) -> str:
+    """The plan as a person reads it."""
+    problems = ", ".join(f"{n:,} {kind}" for kind, n in plan.problems.most_common())
+    lines = [f"Plan for {plan.job} ({plan.model}); nothing was sent."]
+    line = f"  documents  {plan.documents:,} to send"
+    if plan.reused:
+        line += f"; {plan.reused:,} finished by an earlier run, not sent again"
+    if problems:
+        line += f"; {problems} (not sendable: rows will say why)"
+    lines.append(line)
+    combining = f" + {plan.combining:,} combining partial answers" if plan.combining else ""
+    lines.append(f"  requests   {plan.requests:,} ({plan.chunks:,} chunks){combining}")
+    how = "counted by the API" if plan.exact else "estimated, usually 10-50% over the API's count"
+    lines.append(f"  input      {plan.input_tokens:,} tokens ({how})")
+    if plan.combining:
+        lines.append(
+            f"{'':13}+ up to {plan.combining_input_max:,} tokens of partial answers to combine"
+        )
+    if plan.cached_prefix_tokens:
+        lines.append(
+            f"  cached     a shared prefix of ~{plan.cached_prefix_tokens:,} tokens: written "
+            "once, then read at a tenth of the input price"
+        )
+    lines.append(
+        f"  output     up to {plan.output_tokens_max:,} tokens "
+        f"({plan.all_requests:,} requests x model.max_tokens {plan.max_tokens:,})"
+    )
+    usage = plan.usage_max()
+    if price is None:
+        lines.append("  cost       unknown: no price for this model (set [pricing])")
+    else:
+        output_cost = usage.output_tokens * price.output / 1_000_000
+        lines.append(
+            f"  cost       up to ${price.cost(usage):,.4f} at list prices "
+            f"(input ${price.cost(usage) - output_cost:,.4f}, output up to ${output_cost:,.4f}); "
+            f"${price.cost(usage, batch=True):,.4f} through Message Batches"
+        )
+    seconds, binding = plan.least_time(limits)
+    if binding == "concurrency":
+        lines.append(
+            f"  time       about {_duration(seconds)} if every reply runs to max_tokens at "
+            f"~{ASSUMED_TOKENS_PER_S:.0f} tokens/s ({limits.max_concurrency or 4} at a time); "
+            "no per-minute limit binds"
+        )
+    else:
+        lines.append(f"  time       at least {_duration(seconds)}: the tier's {binding} binds")
+    return "\n".join(lines)
+
+
+def as_dict(plan: Plan, price: Price | None, limits: Limits) -> dict[str, Any]:
+    usage = plan.usage_max()
+    seconds, binding = plan.least_time(limits)
+    return {
+        "job": plan.job,
+        "model": plan.model,
+        "documents": plan.documents,
+        "reused": plan.reused,
+        "problems": dict(plan.problems),
+        "chunks": plan.chunks,
+        "requests": plan.requests,
+        "combining_requests": plan.combining,
+        "input_tokens": plan.input_tokens,
+        "input_exact": plan.exact,
+        "combining_input_tokens_max": plan.combining_input_max,
+        "cached_prefix_tokens": plan.cached_prefix_tokens,
+        "output_tokens_max": plan.output_tokens_max,
+        "cost_usd_max": None if price is None else round(price.cost(usage), 6),
+        "cost_usd_max_batch": None if price is None else round(price.cost(usage, batch=True), 6),
+        "least_time_s": round(seconds, 1),
+        "binding_limit": binding,
+    }
+
+
+def _duration(seconds: float) -> str:
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
