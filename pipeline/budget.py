@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.models import Call
+from pipeline.pricing import BATCH_DISCOUNT
 from pipeline.report import Tally
 from pipeline.spec import Job
 
@@ -17,6 +18,7 @@ class BudgetGuard:
         budget = job.spec.budget
         self.max_cost, self.max_tokens = budget.max_cost_usd, budget.max_total_tokens
         self.price = job.price
+        self.discount = BATCH_DISCOUNT if job.batch else 1.0
         self.tally = tally
         self._in_flight: dict[str, tuple[float, int]] = {}
 
@@ -25,6 +27,7 @@ class BudgetGuard:
         if self.price is not None:
             rate = max(self.price.input, self.price.cache_write)
             cost = (call.input_tokens * rate + call.max_tokens * self.price.output) / 1_000_000
+            cost *= self.discount
         return cost, call.input_tokens + call.max_tokens
 
     def allows(self, call: Call) -> bool:

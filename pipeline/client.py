@@ -12,7 +12,7 @@ import ipaddress
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -233,6 +233,31 @@ def _error_from_status(
     return make(InvalidRequest, message)
 
 
+# A batch result's error carries a type but no HTTP status: the status each type comes with.
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One line of a batch's results: a reply, an error, or ``canceled``/``expired``."""
+
+    custom_id: str
+    kind: str  # succeeded | errored | canceled | expired
+    reply: Reply | None
+    error: PipelineError | None
+
+
 def _reply_from_message(message: Any, request_id: str | None) -> Reply:
     if not isinstance(message, Mapping) or message.get("type") != "message":
         raise BrokenReply(
@@ -434,6 +459,64 @@ class MessagesClient:
             return int(response.json()["input_tokens"])
         except (ValueError, KeyError, TypeError) as exc:
             raise BrokenReply("count_tokens replied without input_tokens", status=200) from exc
+
+    # ---- Message Batches ----------------------------------------------------------------
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
+        try:
+            response = await self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if response.status_code != 200:
+            raise self._fail(response)
+        try:
+            found = response.json()
+        except ValueError as exc:
+            raise BrokenReply(f"{path} replied with a body that is not JSON", status=200) from exc
+        if not isinstance(found, Mapping):
+            raise BrokenReply(f"{path} replied with JSON that is not an object", status=200)
+        return found
+
+    async def create_batch(self, requests: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """POST /v1/messages/batches: ``requests`` are ``{custom_id, params}``."""
+        return await self._json("POST", "/v1/messages/batches", {"requests": requests})
+
+    async def get_batch(self, batch_id: str) -> Mapping[str, Any]:
+        return await self._json("GET", f"/v1/messages/batches/{batch_id}")
+
+    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchResult]:
+        """The results of an ended batch, one at a time as the JSONL arrives."""
+        path = f"/v1/messages/batches/{batch_id}/results"
+        try:
+            async with self._http.stream("GET", path) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._fail(response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield self._batch_result(line)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+
+    def _batch_result(self, line: str) -> BatchResult:
+        try:
+            entry = json.loads(line)
+            custom_id, result = str(entry["custom_id"]), entry["result"]
+            kind = str(result["type"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokenReply("a batch result line is not what the API sends", status=200) from exc
+        if kind == "succeeded":
+            message = result.get("message")
+            return BatchResult(custom_id, kind, _reply_from_message(message, None), None)
+        if kind == "errored":
+            envelope = result.get("error")
+            envelope = envelope if isinstance(envelope, Mapping) else {}
+            inner = envelope.get("error")
+            inner = inner if isinstance(inner, Mapping) else {}
+            status = _STATUS_OF_TYPE.get(str(inner.get("type")), 500)
+            error = _error_from_status(status, envelope, {}, self.endpoint)
+            return BatchResult(custom_id, kind, None, error)
+        return BatchResult(custom_id, kind, None, None)  # canceled, expired: not billed
 
     async def check(self) -> None:
         """Fail fast before a run: is the host reachable, and is the key accepted?

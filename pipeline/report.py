@@ -92,8 +92,9 @@ class RunInfo:
     output: Path
     limits: Limits
     price: Price | None
-    ended: str  # completed | interrupted | max_duration | fatal
+    ended: str  # completed | interrupted | max_duration | budget | fatal
     fatal_error: str | None = None
+    batch: bool = False  # sent through Message Batches, at half price
 
 
 def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str, Any]:
@@ -137,6 +138,7 @@ def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str,
             "cache_write": usage.cache_creation_input_tokens,
         },
         "cost_usd": round(tally.cost_usd, 6) if info.price is not None else None,
+        "batch": info.batch,
         "throughput": {
             "documents_per_min": round(tally.done / minutes, 2),
             "requests_per_min": round(tally.attempts / minutes, 2),
@@ -197,6 +199,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append(
         "  cost       "
         + (f"${cost:,.4f} estimated at list prices" if cost is not None else "unknown (no price)")
+        + (", Message Batches at half price" if report.get("batch") and cost is not None else "")
     )
     p50, p95 = calls["latency_p50_s"], calls["latency_p95_s"]
     latency = f"latency p50 {p50:.2f} s, p95 {p95:.2f} s" if p50 is not None else "no replies"

@@ -28,6 +28,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline import report
+from pipeline.batch import BatchEngine
 from pipeline.budget import BudgetGuard
 from pipeline.chunking import reduce_groups, split
 from pipeline.client import Endpoint, MessagesClient
@@ -109,16 +110,6 @@ class JobRunner:
         self.reused = 0
         self.job = job
         self.client = client
-        self.engine = Engine(
-            client,
-            job.limits,
-            retry=retry
-            or RetryPolicy(
-                max_attempts=spec.retry.max_attempts, max_elapsed_s=spec.retry.max_elapsed_s
-            ),
-            stream=spec.endpoint.stream,
-            warm_up=worth_caching(job, head_of(job.template)),
-        )
         self.budget = job.chunk_budget(estimate_text)
         self.budget_guard = BudgetGuard(job, self.tally)
         self.structured_columns = structured_schema(
@@ -130,9 +121,30 @@ class JobRunner:
         self.ended = "completed"
         self.fatal_error: str | None = None
         self.outcome: RunOutcome | None = None
-        self.store = ResultStore(job.state_path)  # last: it takes the job's lock
+        self.store = ResultStore(job.state_path)  # it takes the job's lock
         if force:
             self.store.forget_all()
+        self.engine: Engine | BatchEngine
+        if job.batch:
+            self.engine = BatchEngine(
+                client,
+                self.store,
+                settings=self.settings,
+                poll_s=spec.endpoint.batch_poll_s,
+                gather_s=min(2.0, spec.endpoint.batch_poll_s),
+                max_attempts=spec.endpoint.batch_max_attempts,
+            )
+        else:
+            self.engine = Engine(
+                client,
+                job.limits,
+                retry=retry
+                or RetryPolicy(
+                    max_attempts=spec.retry.max_attempts, max_elapsed_s=spec.retry.max_elapsed_s
+                ),
+                stream=spec.endpoint.stream,
+                warm_up=worth_caching(job, head_of(job.template)),
+            )
 
     # ---- inputs ------------------------------------------------------------------------
 
@@ -197,7 +209,7 @@ class JobRunner:
         run.account(result)
         usage = result.reply.usage if result.reply is not None else Usage()
         self.budget_guard.settle(result.call)
-        self.tally.call(result, self.job.price.cost(usage) if self.job.price else 0.0)
+        self.tally.call(result, self._cost(usage) or 0.0)
         self._log_calls(run, part, result)
         if not run.done:
             if result.error is not None:
@@ -316,6 +328,10 @@ class JobRunner:
             call = self._call(run, Unit(key, joined), final=final, template=template)
             self._followups.send_nowait(call)
 
+    def _cost(self, usage: Usage) -> float | None:
+        price = self.job.price
+        return None if price is None else price.cost(usage, batch=self.job.batch)
+
     def _key(self, document: Document) -> str:
         return f"{document.doc_id}:{self.settings}"
 
@@ -333,7 +349,7 @@ class JobRunner:
             "output_tokens": run.usage.output_tokens,
             "cache_read_input_tokens": run.usage.cache_read_input_tokens,
             "cache_creation_input_tokens": run.usage.cache_creation_input_tokens,
-            "cost_usd": self.job.price.cost(run.usage) if self.job.price else None,
+            "cost_usd": self._cost(run.usage),
             "attempts": run.attempts,
             "latency_s": round(run.latency_s, 3),
             "request_ids": list(run.request_ids),
@@ -512,6 +528,7 @@ class JobRunner:
             output=self.job.output_path,
             limits=self.job.limits,
             price=self.job.price,
+            batch=self.job.batch,
             ended=self.ended,
             fatal_error=self.fatal_error,
         )
@@ -631,11 +648,15 @@ async def run_job(
 
                 def stop(reason: str) -> None:
                     runner.stop(reason)
+                    waiting = (
+                        "batches already submitted finish on the server; the next run collects them"
+                        if job.batch
+                        else f"requests in flight may finish within {control.grace_s:.0f} s"
+                    )
                     log.info(
-                        "stopping (%s): no new requests; the %d in flight may finish within %.0f s",
+                        "stopping (%s): no new requests; %s",
                         reason.replace("_", "-"),
-                        runner.engine.concurrency,
-                        control.grace_s,
+                        waiting,
                         extra={"event": "stopping", "reason": reason},
                     )
                     group.start_soon(hard_stop_after_grace)

@@ -146,6 +146,9 @@ class LimitsSpec(_Section):
 
 
 class EndpointSpec(_Section):
+    mode: Literal["messages", "batch"] = "messages"
+    batch_poll_s: Annotated[float, Field(ge=0.01, le=3_600, allow_inf_nan=False)] = 60.0
+    batch_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     base_url: str | None = None
     api_key_env: str | None = None
     allow_insecure_http: bool = False
@@ -338,6 +341,11 @@ class Job:
         """Durable progress for resuming and incremental re-runs, beside the output."""
         out = self.output_path
         return out.with_name(f"{out.stem}.state.sqlite")
+
+    @property
+    def batch(self) -> bool:
+        """Sent through Message Batches (at half price)?"""
+        return self.spec.endpoint.mode == "batch"
 
     def answer_settings(self) -> dict[str, Any]:
         """Everything that shapes a document's answer: a change here means send it again."""

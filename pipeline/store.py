@@ -27,6 +27,12 @@ create table if not exists documents (
     key text primary key,
     rows text not null,
     calls text not null
+);
+create table if not exists batch_items (
+    base text primary key,
+    custom_id text not null,
+    batch_id text,
+    attempt integer not null
 )
 """
 # This run's output, gathered on disk (not in memory) until the Parquet is written: the
@@ -81,7 +87,7 @@ class ResultStore:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         for statement in _RUN_SCHEMA:
             self._db.execute(statement)
 
@@ -121,8 +127,37 @@ class ResultStore:
         for _, encoded in self._db.execute(query):
             yield from _decode(encoded)
 
+    # ---- Message Batches: which request went in which batch, so a re-run polls, not pays ----
+
+    def batch_item(self, base: str) -> tuple[str, str | None, int] | None:
+        """The latest ``(custom_id, batch_id, attempt)`` sent for the request ``base``;
+        ``batch_id`` is None if the run stopped while submitting it."""
+        found = self._db.execute(
+            "select custom_id, batch_id, attempt from batch_items where base = ?", (base,)
+        ).fetchone()
+        return None if found is None else (found[0], found[1], found[2])
+
+    def batch_submitting(self, items: list[tuple[str, str, int]]) -> None:
+        """Record ``(base, custom_id, attempt)`` before the batch is created."""
+        self._db.execute("begin")
+        self._db.executemany("insert or replace into batch_items values (?, ?, null, ?)", items)
+        self._db.execute("commit")
+
+    def batch_submitted(self, custom_ids: list[str], batch_id: str) -> None:
+        self._db.execute("begin")
+        self._db.executemany(
+            "update batch_items set batch_id = ? where custom_id = ?",
+            [(batch_id, custom_id) for custom_id in custom_ids],
+        )
+        self._db.execute("commit")
+
+    def batch_forget(self, base: str) -> None:
+        """A request that ended in an error: the next run sends it afresh."""
+        self._db.execute("delete from batch_items where base = ?", (base,))
+
     def forget_all(self) -> None:
         self._db.execute("delete from documents")
+        self._db.execute("delete from batch_items")
 
     def close(self) -> None:
         self._db.close()

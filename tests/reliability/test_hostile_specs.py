@@ -129,6 +129,8 @@ ABSURD: dict[str, list[Any]] = {
     "pricing.cache_read_per_mtok": [-1, HUGE, "nan"],
     "budget.max_cost_usd": [0, -1, "nan", "inf"],
     "budget.max_total_tokens": [0, -1],
+    "endpoint.batch_poll_s": [0, -1, HUGE, "nan", "inf"],
+    "endpoint.batch_max_attempts": [0, -1, HUGE],
 }
 
 
