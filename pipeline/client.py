@@ -233,6 +233,21 @@ def _error_from_status(
     return make(InvalidRequest, message)
 
 
+_JSON = {"content-type": "application/json"}
+
+
+def _body(params: Mapping[str, Any]) -> bytes:
+    """The request body as UTF-8 JSON. A body that cannot be encoded (a lone surrogate, a
+    value JSON has no form for) is this request's problem, not the run's."""
+    try:
+        return json.dumps(params, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(
+            f"The request could not be encoded as JSON ({type(exc).__name__}: {exc}); "
+            "the document or the job's prompt holds text that cannot be sent"
+        ) from exc
+
+
 # A batch result's error carries a type but no HTTP status: the status each type comes with.
 _STATUS_OF_TYPE = {
     "invalid_request_error": 400,
@@ -404,7 +419,10 @@ class MessagesClient:
             if stream:
                 return await self._create_streamed(params, max_tokens, on_headers)
             response = await self._http.post(
-                "/v1/messages", json=dict(params), timeout=self._timeout(max_tokens)
+                "/v1/messages",
+                content=_body(params),
+                headers=_JSON,
+                timeout=self._timeout(max_tokens),
             )
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
@@ -424,9 +442,9 @@ class MessagesClient:
     async def _create_streamed(
         self, params: Mapping[str, Any], max_tokens: int, on_headers: HeadersObserver | None
     ) -> Reply:
-        body = {**params, "stream": True}
+        body = _body({**params, "stream": True})
         async with self._http.stream(
-            "POST", "/v1/messages", json=body, timeout=self._timeout(max_tokens)
+            "POST", "/v1/messages", content=body, headers=_JSON, timeout=self._timeout(max_tokens)
         ) as response:
             if on_headers is not None:
                 on_headers(response.headers)
@@ -450,7 +468,9 @@ class MessagesClient:
         wanted = ("model", "messages", "system", "tools", "tool_choice")
         body = {key: params[key] for key in wanted if key in params}
         try:
-            response = await self._http.post("/v1/messages/count_tokens", json=body)
+            response = await self._http.post(
+                "/v1/messages/count_tokens", content=_body(body), headers=_JSON
+            )
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
         if response.status_code != 200:
@@ -464,7 +484,8 @@ class MessagesClient:
 
     async def _json(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
         try:
-            response = await self._http.request(method, path, json=body)
+            content = None if body is None else _body(body)
+            response = await self._http.request(method, path, content=content, headers=_JSON)
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
         if response.status_code != 200:

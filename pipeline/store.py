@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import RunBusy
+from pipeline.errors import ConfigError, RunBusy
 
 _SCHEMA = """
 create table if not exists documents (
@@ -43,6 +43,19 @@ _RUN_SCHEMA = (
     "create temp table other_rows (source text not null, rows text not null, calls text not null)",
 )
 _DATETIMES = ("started_at", "finished_at")
+
+
+def _unusable(path: Path, exc: Exception) -> ConfigError:
+    if isinstance(exc, sqlite3.DatabaseError):
+        return ConfigError(
+            f"output.path: the run's state at {path} is not a readable database ({exc}); "
+            "move it aside (finished documents will then be sent again) or give another --output"
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigError(
+        f"output.path: cannot keep the run's state at {path} ({reason}); give an --output "
+        "in a folder this user can write, on a disk with room"
+    )
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -70,9 +83,12 @@ class ResultStore:
     its process: a run killed with ``kill -9`` leaves nothing stale to take over."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _unusable(path, exc) from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -82,14 +98,18 @@ class ResultStore:
                 f"another run of this job is writing {path.parent} (pid {holder or '?'}); "
                 "wait for it to finish (--wait), or give this run another --output"
             ) from None
-        os.ftruncate(self._lock, 0)
-        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=full")
-        self._db.executescript(_SCHEMA)
-        for statement in _RUN_SCHEMA:
-            self._db.execute(statement)
+        try:
+            os.ftruncate(self._lock, 0)
+            os.pwrite(self._lock, str(os.getpid()).encode(), 0)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("pragma synchronous=full")
+            self._db.executescript(_SCHEMA)
+            for statement in _RUN_SCHEMA:
+                self._db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            os.close(self._lock)
+            raise _unusable(path, exc) from None
 
     def reuse(self, key: str, source: str) -> bool:
         """If ``key`` was finished by an earlier run, keep it in this run's output."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import RunBusy
+from pipeline.errors import ConfigError, RunBusy
 from pipeline.store import ResultStore
 
 
@@ -70,3 +70,15 @@ def test_finished_documents_survive_the_process_and_a_run_outputs_only_its_own(
     third = ResultStore(path)
     assert list(third.output("rows")) == []
     third.close()
+
+
+def test_a_state_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the output folder should be", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"output\.path: cannot keep the run's state"):
+        ResultStore(blocker / "out.state.sqlite")
+    corrupt = tmp_path / "bad.state.sqlite"
+    corrupt.write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match=r"is not a readable database.*move it aside"):
+        ResultStore(corrupt)
+    ResultStore(tmp_path / "fine.state.sqlite").close()  # the lock was let go each time

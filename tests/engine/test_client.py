@@ -222,3 +222,20 @@ async def test_plain_and_streamed_replies_agree(simulator: SimulatorServer) -> N
     assert streamed.request_id != plain.request_id
     assert tool_streamed.tool_input == tool_plain.tool_input is not None
     assert counted == plain.usage.input_tokens
+
+
+@pytest.mark.anyio
+async def test_a_body_that_cannot_be_encoded_is_that_requests_error(
+    simulator: SimulatorServer,
+) -> None:
+    # A lone surrogate (an undecodable byte carried in a str) has no UTF-8 form: one bad
+    # document must become one error row, not a traceback that ends the run.
+    params = {**PARAMS, "messages": [{"role": "user", "content": "caf\udce9"}]}
+    endpoint = Endpoint(simulator.url, ApiKey(simulator.api_key))
+    async with MessagesClient(endpoint, concurrency=1) as client:
+        for stream in (False, True):
+            with pytest.raises(errors.InvalidRequest, match="could not be encoded as JSON"):
+                await client.create(params, stream=stream)
+        with pytest.raises(errors.InvalidRequest):
+            await client.count_tokens(params)
+        assert (await client.create(PARAMS)).text  # the client is still fine
