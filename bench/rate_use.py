@@ -122,7 +122,7 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(words) + rng.choice(".....?;:")
 
 
-def _document_text(rng: random.Random, tokens: int) -> str:
+def document_text(rng: random.Random, tokens: int) -> str:
     """English-like prose of about ``tokens`` tokens (~3.5 characters a token)."""
     paragraphs: list[str] = []
     chars = 0
@@ -146,7 +146,7 @@ def build_workload(
     docs: list[Doc] = []
     for n in range(count):
         target = round(math.exp(rng.uniform(math.log(low), math.log(high))))
-        text = _document_text(rng, target)
+        text = document_text(rng, target)
         content = f"{INSTRUCTION}\n\n<document id='doc-{n:05d}'>\n{text}\n</document>"
         params: dict[str, Any] = {
             "model": MODEL,
@@ -326,6 +326,12 @@ class SimulatorProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the simulator is not running")
+        return self._process.pid
 
     def stats(self) -> dict[str, Any]:
         data: dict[str, Any] = httpx.get(f"{self.url}/_simulator/stats", timeout=30).json()
