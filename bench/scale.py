@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
+from bench.rate_use import SIMULATE, SimulatorProcess
 from pipeline.simulator import DEFAULT_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,51 +68,22 @@ def make_corpus(folder: Path, count: int) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Simulator:
-    """``pipeline simulate`` in its own process, so its memory and CPU are not ours."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = ["pipeline", "simulate", "--port", str(self.port), "--log-level", "warning"]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", *command], cwd=ROOT, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.served()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the simulator did not start")
-
-    def served(self) -> int:
-        with urllib.request.urlopen(f"{self.url}/_simulator/stats", timeout=5) as response:
-            stats = json.load(response)
-        total: int = stats["served"]["total"]
+def served(sim: SimulatorProcess) -> int:
+    """Replies the simulator has served so far."""
+    with urllib.request.urlopen(f"{sim.url}/_simulator/stats", timeout=5) as response:
+        total: int = json.load(response)["served"]["total"]
         return total
 
-    def reset(self) -> None:
-        request = urllib.request.Request(f"{self.url}/_simulator/reset", method="POST")
-        urllib.request.urlopen(request, timeout=5).close()
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+def reset(sim: SimulatorProcess) -> None:
+    request = urllib.request.Request(f"{sim.url}/_simulator/reset", method="POST")
+    urllib.request.urlopen(request, timeout=5).close()
 
 
-def run_pipeline(sim: Simulator, corpus: Path, out: Path, concurrency: int) -> Measured:
+def run_pipeline(sim: SimulatorProcess, corpus: Path, out: Path, concurrency: int) -> Measured:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["MEGALLM_API_KEY"] = DEFAULT_API_KEY
-    before = sim.served()
+    before = served(sim)
     started = time.perf_counter()
     process = subprocess.Popen(
         [
@@ -129,7 +100,7 @@ def run_pipeline(sim: Simulator, corpus: Path, out: Path, concurrency: int) -> M
         raise RuntimeError(f"pipeline run exited {process.returncode}")
     rows = pl.scan_parquet(out).select(pl.len()).collect().item()
     documents = sum(1 for _ in corpus.rglob("*.txt"))
-    return Measured(documents, rows, wall, usage.ru_maxrss / 1024, sim.served() - before)
+    return Measured(documents, rows, wall, usage.ru_maxrss / 1024, served(sim) - before)
 
 
 def main() -> None:
@@ -140,14 +111,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 documents only")
     args = parser.parse_args()
     sizes = [2_000] if args.quick else sorted(args.sizes)
-    sim = Simulator()
     results: list[tuple[str, Measured]] = []
-    try:
+    with SimulatorProcess(SIMULATE, []) as sim:
         for size in sizes:
             corpus = make_corpus(args.workdir / f"docs-{size}", size)
             out = args.workdir / f"out-{size}" / "summaries.parquet"
             shutil.rmtree(out.parent, ignore_errors=True)
-            sim.reset()
+            reset(sim)
             measured = run_pipeline(sim, corpus, out, args.concurrency)
             results.append(("first run", measured))
             print(_row("first run", measured), flush=True)
@@ -157,8 +127,6 @@ def main() -> None:
         measured = run_pipeline(sim, corpus, out, args.concurrency)
         results.append(("re-run, unchanged", measured))
         print(_row("re-run, unchanged", measured), flush=True)
-    finally:
-        sim.stop()
     print()
     print("| run | documents | rows | API calls | wall s | docs/s | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
