@@ -31,6 +31,7 @@ from pipeline import report
 from pipeline.chunking import reduce_groups, split
 from pipeline.client import Endpoint, MessagesClient
 from pipeline.errors import InputProblem, InvalidRequest, PipelineError, RunBusy, Skipped
+from pipeline.limits import Clock, Sleep
 from pipeline.models import Attachment, Call, CallResult, Chunk, Document, Section, Usage
 from pipeline.pool import Engine, RunTotals
 from pipeline.progress import Display
@@ -38,7 +39,15 @@ from pipeline.prompts import placeholders, render, request_params
 from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
-from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
+from pipeline.sink import (
+    CALL_SCHEMA,
+    DOC_SCHEMA,
+    fit,
+    remove_temporaries,
+    structured_schema,
+    utc,
+    write_parquet,
+)
 from pipeline.spec import CONTEXT_WINDOW, Job
 from pipeline.store import ResultStore, settings_hash
 from pipeline.tokens import estimate_request, estimate_text
@@ -114,6 +123,8 @@ class JobRunner:
         retry: RetryPolicy | None = None,
         force: bool = False,
         tally: Tally | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         spec = job.spec
         self.tally = tally or Tally()
@@ -129,6 +140,8 @@ class JobRunner:
                 max_attempts=spec.retry.max_attempts, max_elapsed_s=spec.retry.max_elapsed_s
             ),
             stream=spec.endpoint.stream,
+            clock=clock or time.monotonic,
+            sleep=sleep or anyio.sleep,
         )
         self.budget = job.chunk_budget(estimate_text)
         self.structured_columns = structured_schema(
@@ -143,6 +156,8 @@ class JobRunner:
         self.store = ResultStore(job.state_path)  # last: it takes the job's lock
         if force:
             self.store.forget_all()
+        for path in (job.output_path, job.calls_path):  # a run killed mid-write left them
+            remove_temporaries(path)
 
     # ---- inputs ------------------------------------------------------------------------
 
@@ -618,6 +633,8 @@ class RunControl:
     from the start, waiting for the lock included). ``wait``: wait for another run of the
     job to finish instead of exiting with ``RunBusy``. ``display`` shows progress. Either
     way what finished is written and kept, and the report says how the run ended.
+    ``clock`` and ``sleep`` are the engine's: retry waits and pacing run on them (tests
+    pass virtual time); by default, the real ones.
     """
 
     force: bool = False
@@ -628,6 +645,8 @@ class RunControl:
     lock_poll_s: float = 1.0
     display: Display | None = None
     started: Callable[[], None] | None = None
+    clock: Clock | None = None
+    sleep: Sleep | None = None
 
 
 async def _open_runner(
@@ -637,7 +656,14 @@ async def _open_runner(
     waiting = False
     while True:
         try:
-            return JobRunner(job, client, force=control.force, tally=tally)
+            return JobRunner(
+                job,
+                client,
+                force=control.force,
+                tally=tally,
+                clock=control.clock,
+                sleep=control.sleep,
+            )
         except RunBusy as busy:
             if not control.wait:
                 raise

@@ -1,7 +1,8 @@
 """Results to Parquet: one row per input document, and one row per API call beside it.
 
 Both files are written with polars, atomically: into a temporary file in the same folder,
-flushed to disk, then renamed over the old one, so a reader never sees half a file.
+flushed to disk, then renamed over the old one, so a reader never sees half a file. A run
+killed while writing leaves its temporary behind; the next run of the job removes it.
 
 Documents file (``OUTPUT.parquet``), one row per input document (per chunk with the
 ``per_chunk`` strategy):
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -186,6 +188,20 @@ def write_parquet(
         Path(temporary).unlink(missing_ok=True)
         raise
     return count
+
+
+def remove_temporaries(path: Path) -> int:
+    """Delete what ``write_parquet`` left of ``path`` when its process was killed while
+    writing (``.NAME.XXXXXXXX.tmp``); returns how many. Only for the run that holds the
+    job's lock: no other process is writing them then."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    removed = 0
+    if path.parent.is_dir():
+        for entry in path.parent.iterdir():
+            if pattern.fullmatch(entry.name) and entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _write_batches(
