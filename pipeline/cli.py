@@ -122,9 +122,18 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         ("drop", "connection cut part-way through the reply"),
         ("slow", "reply held for --slow-seconds"),
         ("stream-error", "event: error in the middle of a stream"),
+        ("truncated", "a 200 whose body (or stream) is cut short, then ends cleanly"),
+        ("rate-limited", "429 rate_limit_error though no limit is reached (a storm)"),
     ):
         faults.add_argument(f"--{kind}", type=float, default=0.0, metavar="P", help=text)
     faults.add_argument("--slow-seconds", type=float, default=30.0)
+    faults.add_argument(
+        "--rate-limited-retry-after",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="retry-after of a --rate-limited 429 (default 1; a negative value sends none)",
+    )
     faults.add_argument("--seed", type=int, default=0, help="seed for the fault draws")
     timing = sim.add_argument_group("latency and replies")
     timing.add_argument("--latency", type=float, default=0.0, help="fixed seconds per reply")
@@ -182,7 +191,12 @@ def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
             drop=args.drop,
             slow=args.slow,
             stream_error=args.stream_error,
+            truncated=args.truncated,
+            rate_limited=args.rate_limited,
             slow_seconds=args.slow_seconds,
+            rate_limited_retry_after=(
+                None if args.rate_limited_retry_after < 0 else args.rate_limited_retry_after
+            ),
             seed=args.seed,
         ),
         latency=Latency(fixed=args.latency, per_output_token=args.latency_per_token),

@@ -145,22 +145,26 @@ def read_timeout(max_tokens: int) -> float:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+    """The server's wait in seconds (``retry-after-ms``, else ``retry-after``), or None when
+    it gave none worth following: a wait of zero or less, or a date already past, would
+    retry at once into a storm, so our own backoff applies instead, as the official SDK's."""
+    millis = _seconds(headers.get("retry-after-ms"), scale=1000.0)
+    return millis if millis is not None else _seconds(headers.get("retry-after"))
+
+
+def _seconds(value: str | None, *, scale: float = 1.0) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value) / scale
     except ValueError:
+        if scale != 1.0:
+            return None
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
+    return seconds if seconds > 0 else None
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:

@@ -7,8 +7,9 @@ the number of calls. Each call is retried by ``pipeline.retry`` and paced by the
 is read, so a slot never waits on a burst it did not get.
 
 A call that can never succeed becomes a result with its error. A run-fatal error (a refused
-key, an unknown model, a spend cap) stops the run at once: no new request is sent, the
-results already finished still reach the sink, and the error is raised to the caller.
+key, an unknown model, a spend cap, a host that took no connection for a call's whole retry
+budget) stops the run at once: no new request is sent, the results already finished still
+reach the sink, and the error is raised to the caller.
 """
 
 from __future__ import annotations
@@ -145,10 +146,18 @@ class Engine:
         except RunFatal:
             raise
         except Transient as exc:
-            if isinstance(exc, ConnectionFailed) and not self.connected:
+            if isinstance(exc, ConnectionFailed):
+                # Never reached: the base URL or the network is wrong. Reached before: the
+                # host stopped taking connections for a whole retry budget, and every other
+                # document would wait out the same budget in turn. Either way, stop.
+                advice = (
+                    "The host stopped accepting connections; run again when it is back"
+                    if self.connected
+                    else "Check the base URL and the network, then run again"
+                )
                 raise HostUnreachable(
-                    f"{exc.message}; gave up after {len(attempts)} attempts. Check the base "
-                    "URL and the network, then run again: finished work is kept."
+                    f"{exc.message}; gave up after {len(attempts)} attempts. {advice}: "
+                    "finished work is kept."
                 ) from exc
             error: PipelineError = RetriesExhausted(
                 f"Gave up after {len(attempts)} attempts: {exc.message}. Run again later to "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import replacing
 from pipeline.errors import ConfigError
 from pipeline.limits import Clock, Limits
 from pipeline.models import CallResult, Usage
@@ -247,17 +247,13 @@ def report_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.report.json")
 
 
-def partial_path(path: Path) -> Path:
-    """Where a file is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.partial")
-
-
 def write(report: dict[str, Any], output: Path) -> Path:
     """Write the report beside ``output``, atomically."""
     path = report_path(output)
-    partial = partial_path(path)
-    partial.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    with replacing(path) as partial:
+        partial.write_text(
+            json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     return path
 
 

@@ -1,9 +1,10 @@
 """Which failures are retried, how long to wait, and when to give up.
 
 Defaults suit work nobody is watching: far more patient than the SDK's two retries. A wait
-is the server's ``retry-after-ms`` / ``retry-after`` when it gave one, else exponential
-backoff with jitter; ``x-should-retry`` overrides the error's class either way (see
-``pipeline.errors.is_retryable``). Tenacity runs the loop; the clock and sleep are injected.
+is the server's ``retry-after-ms`` / ``retry-after`` when it gave one above zero (the client
+drops a zero or a date already past), else exponential backoff with jitter;
+``x-should-retry`` overrides the error's class either way (see ``pipeline.errors.is_retryable``).
+Tenacity runs the loop; the clock and sleep are injected.
 """
 
 from __future__ import annotations

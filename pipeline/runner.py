@@ -33,6 +33,7 @@ from pipeline.budget import BudgetGuard
 from pipeline.chunking import reduce_groups, split
 from pipeline.client import Endpoint, MessagesClient
 from pipeline.errors import InputProblem, InvalidRequest, PipelineError, RunBusy, Skipped
+from pipeline.limits import Clock, Sleep
 from pipeline.models import Call, CallResult, Document, Section, Usage
 from pipeline.planner import Unit, first_round, request_for
 from pipeline.pool import Engine, RunTotals
@@ -103,6 +104,8 @@ class JobRunner:
         retry: RetryPolicy | None = None,
         force: bool = False,
         tally: Tally | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         spec = job.spec
         self.tally = tally or Tally()
@@ -144,6 +147,8 @@ class JobRunner:
                 ),
                 stream=spec.endpoint.stream,
                 warm_up=worth_caching(job, head_of(job.template)),
+                clock=clock or time.monotonic,
+                sleep=sleep or anyio.sleep,
             )
 
     # ---- inputs ------------------------------------------------------------------------
@@ -595,6 +600,8 @@ class RunControl:
     from the start, waiting for the lock included). ``wait``: wait for another run of the
     job to finish instead of exiting with ``RunBusy``. ``display`` shows progress. Either
     way what finished is written and kept, and the report says how the run ended.
+    ``clock`` and ``sleep`` are the engine's: retry waits and pacing run on them (tests
+    pass virtual time); by default, the real ones.
     """
 
     force: bool = False
@@ -605,6 +612,8 @@ class RunControl:
     lock_poll_s: float = 1.0
     display: Display | None = None
     started: Callable[[], None] | None = None
+    clock: Clock | None = None
+    sleep: Sleep | None = None
 
 
 async def _open_runner(
@@ -614,7 +623,14 @@ async def _open_runner(
     waiting = False
     while True:
         try:
-            return JobRunner(job, client, force=control.force, tally=tally)
+            return JobRunner(
+                job,
+                client,
+                force=control.force,
+                tally=tally,
+                clock=control.clock,
+                sleep=control.sleep,
+            )
         except RunBusy as busy:
             if not control.wait:
                 raise

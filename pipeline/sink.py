@@ -1,7 +1,7 @@
 """Results to Parquet: one row per input document, and one row per API call beside it.
 
-Both files are written with polars, atomically: into a temporary file in the same folder,
-flushed to disk, then renamed over the old one, so a reader never sees half a file.
+Both files are written with polars and pyarrow, atomically (``pipeline.atomic``): a reader
+never sees half a file.
 
 Documents file (``OUTPUT.parquet``), one row per input document (per chunk with the
 ``per_chunk`` strategy):
@@ -40,8 +40,6 @@ Calls file (``OUTPUT.calls.parquet``): one row per HTTP attempt: ``doc_id``, ``c
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
@@ -50,6 +48,8 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+
+from pipeline.atomic import replacing
 
 DOC_SCHEMA: dict[str, Any] = {
     "doc_id": pl.String,
@@ -172,24 +172,13 @@ def write_parquet(
 ) -> int:
     """Write ``rows`` to ``path`` atomically, ``batch_rows`` at a time (memory follows the
     batch, not the file); returns how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        count = _write_batches(iter(rows), temporary, dict(schema), batch_rows)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        # mkstemp makes the file private (0600); give it the mode any new file would have.
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replacing(path) as partial:
+        count = _write_batches(iter(rows), partial, dict(schema), batch_rows)
     return count
 
 
 def _write_batches(
-    rows: Iterator[Mapping[str, Any]], path: str, schema: dict[str, Any], batch_rows: int
+    rows: Iterator[Mapping[str, Any]], path: Path, schema: dict[str, Any], batch_rows: int
 ) -> int:
     count = 0
     writer: pq.ParquetWriter | None = None
@@ -208,12 +197,6 @@ def _write_batches(
     finally:
         if writer is not None:
             writer.close()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def utc(timestamp: float) -> datetime:

@@ -25,12 +25,13 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.atomic import partial_path
 from pipeline.client import normalise_base_url
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
 from pipeline.pricing import Price, list_price
 from pipeline.readers import patterns
-from pipeline.report import partial_path, report_path
+from pipeline.report import report_path
 
 CONTEXT_WINDOW = 200_000
 
@@ -274,12 +275,11 @@ class Job:
         run does not read its own results, state or lock file as inputs."""
         folder = os.path.realpath(self.output_path.parent)
         names = [patterns.literal(path.name) for path in self.own_files]
-        # the Parquet files' temporaries while they are written (``pipeline.sink``), and the
-        # report's (``pipeline.report``)
+        # the files as they are written, before they replace the old ones (``pipeline.atomic``)
         names += [
-            patterns.literal(f".{p.name}.") + "*.tmp" for p in (self.output_path, self.calls_path)
+            patterns.literal(partial_path(path).name)
+            for path in (self.output_path, self.calls_path, report_path(self.output_path))
         ]
-        names.append(patterns.literal(partial_path(report_path(self.output_path)).name))
         excluded: list[str] = []
         for root in self._input_roots():
             relative = os.path.relpath(folder, os.path.realpath(root))

@@ -41,6 +41,17 @@ def test_faults_latency_and_keys() -> None:
     assert "k1" not in repr(config)
 
 
+def test_storm_and_truncation_faults() -> None:
+    faults = config_for("--truncated", "0.05", "--rate-limited", "0.3").faults
+    assert (faults.truncated, faults.rate_limited, faults.rate_limited_retry_after) == (
+        0.05,
+        0.3,
+        1.0,
+    )
+    assert config_for("--rate-limited-retry-after", "-1").faults.rate_limited_retry_after is None
+    assert config_for("--rate-limited-retry-after", "0").faults.rate_limited_retry_after == 0
+
+
 def test_default_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config_for().api_keys == frozenset({DEFAULT_API_KEY})
     monkeypatch.setenv("PIPELINE_SIMULATOR_KEY", "sk-from-env")

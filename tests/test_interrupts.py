@@ -110,4 +110,4 @@ def test_interrupt_never_leaves_a_half_written_output(
         process.send_signal(signal.SIGINT)
     finish(process, 130)
     pl.read_parquet(out)  # readable
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.partial"))

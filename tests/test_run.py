@@ -272,7 +272,7 @@ def test_results_get_the_usual_file_mode_not_a_temp_files(
     mask = os.umask(0)
     os.umask(mask)
     assert outcome.output.stat().st_mode & 0o777 == 0o666 & ~mask
-    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+    assert not list(tmp_path.glob(".*.partial"))  # no temporary left behind
 
 
 def test_a_rerun_sends_only_new_or_changed_documents(

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from pipeline.simulator.batch_routes import batch_routes
 from pipeline.simulator.config import MAX_BODY_BYTES, MODEL_ALIASES, MODELS
-from pipeline.simulator.envelope import ApiError, api_error, new_id, overloaded
+from pipeline.simulator.envelope import ApiError, api_error, new_id, overloaded, rate_limited
 from pipeline.simulator.replies import message_body, sse, stream_events
 from pipeline.simulator.service import Simulator, Ticket
 from pipeline.simulator.validation import validate_count_tokens, validate_messages
@@ -102,6 +102,8 @@ class _Reply(Response):
                 billed=ticket.billed,
             )
         ).encode()
+        if ticket.fault == "truncated":
+            body = body[: len(body) // 2]  # a complete response whose JSON is cut short
         await send(self._start("application/json", len(body)))
         if ticket.fault == "drop":
             await send(
@@ -121,7 +123,7 @@ class _Reply(Response):
                 billed=ticket.billed,
             )
         )
-        cut = len(events) // 2 if ticket.fault in ("drop", "stream_error") else None
+        cut = len(events) // 2 if ticket.fault in ("drop", "stream_error", "truncated") else None
         await send(self._start("text/event-stream; charset=utf-8"))
         produced = 0
         gone = await _hold(receive, latency.fixed)
@@ -129,10 +131,12 @@ class _Reply(Response):
             if gone:
                 break
             if index == cut:
-                if ticket.fault == "drop":
+                if ticket.fault in ("drop", "truncated"):
                     sim.served(ticket)
                     sim.finish(ticket, output_tokens=ticket.reply.output_tokens, refund_input=False)
-                    return  # connection cut mid-stream
+                    if ticket.fault == "truncated":  # the stream ends cleanly, unfinished
+                        await send({"type": "http.response.body", "body": b""})
+                    return  # a drop: the connection is cut mid-stream
                 error = {
                     "type": "error",
                     "error": {"type": "overloaded_error", "message": "Overloaded"},
@@ -177,8 +181,10 @@ def create_app(sim: Simulator) -> Starlette:
             await read_json(request, limit=MAX_BODY_BYTES), token_scale=sim.config.token_scale
         )
         ticket = sim.admit(parsed, api_key=api_key)
-        if ticket.fault in ("overloaded", "api_error"):
+        if ticket.fault in ("overloaded", "api_error", "rate_limited"):
             sim.finish(ticket, output_tokens=0, refund_input=True)
+            if ticket.fault == "rate_limited":
+                raise rate_limited(sim.config.faults.rate_limited_retry_after)
             raise overloaded() if ticket.fault == "overloaded" else api_error()
         if ticket.fault == "slow" and await _hold(request.receive, sim.config.faults.slow_seconds):
             sim.finish(ticket, output_tokens=0, refund_input=True)

@@ -55,8 +55,19 @@ def _check_non_negative(
         raise ConfigError(f"{section}.{name}: must be {bound}, got {value!r}")
 
 
-FaultKind = Literal["overloaded", "api_error", "drop", "slow", "stream_error"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("overloaded", "api_error", "drop", "slow", "stream_error")
+FaultKind = Literal[
+    "overloaded", "api_error", "drop", "slow", "stream_error", "truncated", "rate_limited"
+]
+# New kinds go last: the draws of the earlier ones stay as they were for a given seed.
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "overloaded",
+    "api_error",
+    "drop",
+    "slow",
+    "stream_error",
+    "truncated",
+    "rate_limited",
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,12 @@ class Faults:
       part-way through the body: a reply lost in transit.
     - ``slow``: the reply is held for ``slow_seconds`` first, past a sensible client timeout.
     - ``stream_error``: a streamed reply sends ``event: error`` (overloaded) after some text.
+    - ``truncated``: the reply is produced (and counted as served) but its body is cut short
+      and the response then ends cleanly: a 200 whose JSON does not parse, or a stream that
+      stops before ``message_stop`` without an error. Lost in transit, like ``drop``.
+    - ``rate_limited``: a 429 rate_limit_error although no limit is reached (a storm), with
+      ``retry-after: rate_limited_retry_after`` seconds, or no ``retry-after`` when that is
+      None.
     """
 
     overloaded: float = 0.0
@@ -80,7 +97,10 @@ class Faults:
     drop: float = 0.0
     slow: float = 0.0
     stream_error: float = 0.0
+    truncated: float = 0.0
+    rate_limited: float = 0.0
     slow_seconds: float = 30.0
+    rate_limited_retry_after: float | None = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +109,8 @@ class Faults:
         if sum(getattr(self, kind) for kind in FAULT_KINDS) > 1.0:
             raise ConfigError("faults: the rates add up to more than 1")
         _check_non_negative(self, "faults", "slow_seconds")
+        if self.rate_limited_retry_after is not None:
+            _check_non_negative(self, "faults", "rate_limited_retry_after")
 
     @property
     def any(self) -> bool:

@@ -42,3 +42,17 @@ def overloaded() -> ApiError:
 
 def api_error() -> ApiError:
     return ApiError(500, "api_error", "Internal server error")
+
+
+def rate_limited(retry_after: float | None) -> ApiError:
+    """A 429 refused for a storm, not for a limit the simulator keeps count of."""
+    headers = {"x-should-retry": "true"}
+    if retry_after is not None:
+        headers["retry-after"] = f"{retry_after:g}"
+    return ApiError(
+        429,
+        "rate_limit_error",
+        "This request would exceed your organization's rate limit. Please wait before "
+        "trying again.",
+        headers,
+    )

@@ -3,6 +3,8 @@ background thread on a free port (tests, benchmarks, ``pipeline run --simulate``
 
 The background server binds and listens before its thread starts, so its URL takes
 connections the moment ``start()`` returns: the kernel queues them until uvicorn accepts.
+Stopped, it refuses connections; started again, it listens on the same port with the same
+simulator (its stats, buckets and fault history): a server that went away and came back.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def serve(sim: Simulator, *, host: str, port: int, log_level: str = "info") -> N
 
 class SimulatorServer:
     """A simulator on ``127.0.0.1`` and a free port, served from a background thread.
+    ``stop()`` then ``start()`` again brings it back on the same port and state.
 
     >>> with SimulatorServer(SimulatorConfig()) as server:
     ...     server.url  # doctest: +SKIP
@@ -65,7 +68,8 @@ class SimulatorServer:
             extra["wall"] = wall
         self.simulator = Simulator(config, **extra)
         self._host, self._port = host, port
-        self._server = uvicorn.Server(_uvicorn_config(self.simulator, log_level=log_level))
+        self._log_level = log_level
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
 
@@ -89,6 +93,8 @@ class SimulatorServer:
         sock.bind((self._host, self._port))
         sock.listen(4096)
         self._socket = sock
+        self._port = sock.getsockname()[1]  # a restart comes back on the same port
+        self._server = uvicorn.Server(_uvicorn_config(self.simulator, log_level=self._log_level))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="simulator", daemon=True
         )
@@ -96,7 +102,7 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None and self._server is not None:
             self._server.should_exit = True
             self._thread.join()
             self._thread = None

@@ -131,7 +131,7 @@ class Simulator:
         """The reply was produced in full and is billed, even if lost on the way out."""
         self.cache.commit(ticket.cache, now=self._clock())
         self.stats.reply(ticket.digest, ticket.billed, ticket.reply.output_tokens)
-        if ticket.fault == "drop":
+        if ticket.fault in ("drop", "truncated"):
             self.stats.dropped[ticket.digest] += 1
 
     def finish(self, ticket: Ticket, *, output_tokens: int, refund_input: bool) -> None:

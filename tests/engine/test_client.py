@@ -101,6 +101,26 @@ async def test_retry_after_ms_wins_and_should_retry_is_read() -> None:
     assert not errors.is_retryable(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "0"}, None),
+        ({"retry-after": "-5"}, None),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None),  # already past
+        ({"retry-after-ms": "0", "retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "250"}, 0.25),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_retry_after_of_zero_or_past_is_no_guidance(
+    headers: dict[str, str], expected: float | None
+) -> None:
+    """A zero would retry at once into a storm: the policy's backoff applies instead."""
+    with pytest.raises(errors.RateLimited) as caught:
+        await create_with(responder(429, envelope("rate_limit_error"), headers))
+    assert caught.value.retry_after == expected
+
+
 def test_retry_decisions_by_class_and_server_verdict() -> None:
     assert errors.is_retryable(errors.Overloaded("x"))
     assert not errors.is_retryable(errors.InvalidRequest("x"))

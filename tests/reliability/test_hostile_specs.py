@@ -286,7 +286,8 @@ def test_what_a_run_writes_inside_an_input_folder_is_never_an_input(
         output.with_name("my review?.state.sqlite-shm"),
         output.with_name("my review?.state.sqlite-journal"),
         output.with_name("my review?.state.lock"),
-        output.with_name(".my review?.parquet.x1y2z3.tmp"),
+        output.with_name(".my review?.parquet.partial"),
+        output.with_name(".my review?.calls.parquet.partial"),
     ]
     for path in written:  # as a run leaves them: Parquet files, and the lock holding a pid
         write(path.parent, path.name, b"PAR1" if path.suffix == ".parquet" else b"12345\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -108,3 +110,57 @@ def test_mid_stream_error_event(start_simulator: StartSimulator) -> None:
     assert "message_stop" not in events
     assert '"type":"overloaded_error"' in reply.text
     assert server.stats()["served"]["total"] == 0
+
+
+def test_truncated_reply_is_a_complete_response_with_half_a_body(
+    start_simulator: StartSimulator,
+) -> None:
+    server = start_simulator(SimulatorConfig(faults=Faults(truncated=1.0)))
+    reply = call(server, body())
+    assert reply.status_code == 200
+    assert int(reply.headers["content-length"]) == len(reply.content)  # ended cleanly
+    with pytest.raises(json.JSONDecodeError):
+        reply.json()
+    payload = body("a long enough prompt to stream several deltas " * 3)
+    payload["stream"] = True
+    streamed = call(server, payload)
+    events = [line[7:] for line in streamed.text.splitlines() if line.startswith("event: ")]
+    assert events[0] == "message_start"
+    assert "message_stop" not in events
+    assert "error" not in events
+    stats = server.stats()
+    assert stats["faults"] == {"truncated": 2}
+    # Produced and billed, then lost in transit: served, and marked so.
+    assert stats["served"]["by_request"] == stats["served"]["dropped_by_request"]
+    assert stats["served"]["total"] == 2
+
+
+@pytest.mark.parametrize(("retry_after", "header"), [(1.0, "1"), (0.5, "0.5"), (None, None)])
+def test_rate_limit_storm_refuses_with_or_without_retry_after(
+    start_simulator: StartSimulator, retry_after: float | None, header: str | None
+) -> None:
+    faults = Faults(rate_limited=1.0, rate_limited_retry_after=retry_after)
+    server = start_simulator(SimulatorConfig(faults=faults))
+    reply = call(server, body())
+    assert error_of(reply)[:2] == (429, "rate_limit_error")
+    assert reply.headers.get("retry-after") == header
+    assert reply.headers["x-should-retry"] == "true"
+    stats = server.stats()
+    assert stats["faults"] == {"rate_limited": 1}
+    assert stats["served"]["total"] == 0
+    assert stats["in_flight"] == 0
+
+
+def test_a_restarted_server_comes_back_on_its_port_with_its_state(
+    start_simulator: StartSimulator,
+) -> None:
+    server = start_simulator()
+    url = server.url
+    assert call(server, body()).status_code == 200
+    server.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(f"{url}/v1/messages", json=body(), timeout=5)
+    server.start()
+    assert server.url == url
+    assert call(server, body("again")).status_code == 200
+    assert server.stats()["served"]["total"] == 2  # one simulator across the outage

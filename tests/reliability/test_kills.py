@@ -1,0 +1,119 @@
+"""Kills: the real command line as a subprocess, stopped by SIGKILL or SIGTERM at seeded
+random points, and resumed after each.
+
+After every round whatever output exists reads (the Parquet files with polars and pyarrow,
+the report as JSON): never half a file. SIGTERM loses nothing it paid for: every reply
+served in the round is in the output written at exit. At the end: exactly one row per
+document, and no document answered twice except those in flight at a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipeline.report import report_path
+from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
+from tests.conftest import StartSimulator
+from tests.reliability.test_faults import make_docs
+from tests.test_interrupts import finish, start_run
+
+DOCUMENTS = 100
+ROUNDS = 8
+CONCURRENCY = 4  # jobs/summarize.toml
+# Replies served but not yet committed when a SIGKILL lands: one per worker, the results
+# queued for the sink (as many again) and the one the sink holds.
+LOST_PER_KILL = 2 * CONCURRENCY + 1
+
+
+def read_outputs(out: Path) -> set[str]:
+    """Read every output file that exists, as a user would; return the answers' digests."""
+    texts: set[str] = set()
+    if out.exists():
+        rows = pl.read_parquet(out)
+        assert pq.read_table(out).num_rows == len(rows)
+        assert rows["source"].n_unique() == len(rows)
+        assert set(rows["status"]) <= {"ok"}
+        texts = {text.split()[1] for text in rows["text"]}
+    calls = out.with_name(f"{out.stem}.calls.parquet")
+    if calls.exists():
+        assert pq.read_table(calls).num_rows == len(pl.read_parquet(calls))
+    report = report_path(out)
+    if report.exists():
+        summary = json.loads(report.read_text(encoding="utf-8"))
+        assert summary["ended"] in ("completed", "interrupted")
+    return texts
+
+
+def served(server: SimulatorServer) -> Counter[str]:
+    return Counter(server.stats()["served"]["by_request"])
+
+
+def test_sigkill_and_sigterm_at_random_points_then_resume(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.3)))
+    docs, out = make_docs(tmp_path / "docs", DOCUMENTS), tmp_path / "out.parquet"
+    rng = random.Random(20260301)
+    landed: Counter[str] = Counter()
+    for _ in range(ROUNDS):
+        sent = rng.choice([signal.SIGKILL, signal.SIGTERM])
+        before = served(server)
+        process = start_run(server.url, server.api_key, docs, out)
+        try:
+            process.wait(timeout=rng.uniform(0.05, 1.2))  # a random point in the run
+        except subprocess.TimeoutExpired:
+            process.send_signal(sent)
+            landed[sent.name] += 1
+        _, errors = process.communicate(timeout=60)
+        answers = read_outputs(out)
+        assert "Traceback" not in errors, errors[-4_000:]
+        if process.returncode == 130:  # SIGTERM: what was paid for in this round is kept
+            new = served(server) - before
+            assert {digest[:12] for digest in new} <= answers
+        elif process.returncode == -signal.SIGTERM:
+            # Only after the run: its handler is gone once the results are written.
+            assert json.loads(report_path(out).read_text())["ended"] == "completed"
+        else:
+            assert process.returncode in (0, -signal.SIGKILL), errors[-4_000:]
+    assert landed["SIGKILL"] >= 2, landed
+    assert landed["SIGTERM"] >= 2, landed
+
+    finish(start_run(server.url, server.api_key, docs, out), 0)
+    rows = pl.read_parquet(out)
+    assert sorted(rows["source"]) == sorted(p.name for p in docs.iterdir())
+    assert set(rows["status"]) == {"ok"}
+    counts = served(server)
+    assert len(counts) == DOCUMENTS
+    repeats = sum(n - 1 for n in counts.values())
+    assert repeats <= landed["SIGKILL"] * LOST_PER_KILL, (repeats, landed)
+    # Every answer in the output is the one the server produced for that document.
+    assert {text.split()[1] for text in rows["text"]} == {d[:12] for d in counts}
+    assert not list(tmp_path.glob(".*.partial")), "a temporary file was left behind"
+
+
+def test_what_a_run_killed_while_writing_left_is_replaced_by_the_next_run(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    """SIGKILL during the final writes leaves ``.NAME.partial`` files (half a Parquet file,
+    half a report) beside an intact old output: the next run writes over them and renames
+    them into place, so nothing is left and nothing half-written is ever read."""
+    docs, out = make_docs(tmp_path / "docs", 3), tmp_path / "out.parquet"
+    left = [
+        tmp_path / ".out.parquet.partial",
+        tmp_path / ".out.calls.parquet.partial",
+        tmp_path / ".out.report.json.partial",
+    ]
+    for path in left:
+        path.write_bytes(b"PAR1 half a file")
+    finish(start_run(simulator.url, simulator.api_key, docs, out), 0)
+    assert not any(path.exists() for path in left)
+    assert len(pl.read_parquet(out)) == 3
+    assert read_outputs(out) == {text.split()[1] for text in pl.read_parquet(out)["text"]}
