@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = 30
 
 
-def make_docs(folder: Path) -> Path:
+def make_docs(folder: Path, count: int = DOCUMENTS) -> Path:
     folder.mkdir()
-    for n in range(DOCUMENTS):
+    for n in range(count):
         (folder / f"memo-{n:02d}.txt").write_text(
             f"Memo {n}: the board discussed item {n * 7} and agreed to review it.",
             encoding="utf-8",

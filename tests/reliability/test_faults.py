@@ -30,6 +30,7 @@ from pipeline.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
 from pipeline.spec import Job, load_job
 from tests.conftest import StartSimulator
+from tests.test_interrupts import make_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ROOT / "jobs" / "summarize.toml"
@@ -68,16 +69,6 @@ class SkipClock:
         if self._on_sleep is not None:
             await self._on_sleep(self.skipped)
         await anyio.lowlevel.checkpoint()
-
-
-def make_docs(folder: Path, count: int = DOCUMENTS) -> Path:
-    folder.mkdir()
-    for n in range(count):
-        (folder / f"memo-{n:02d}.txt").write_text(
-            f"Memo {n}: the board discussed item {n * 7} and agreed to review it in spring.",
-            encoding="utf-8",
-        )
-    return folder
 
 
 def make_job(docs: Path, out: Path, *settings: str) -> Job:

@@ -22,8 +22,7 @@ import pyarrow.parquet as pq
 from pipeline.report import report_path
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from tests.conftest import StartSimulator
-from tests.reliability.test_faults import make_docs
-from tests.test_interrupts import finish, start_run
+from tests.test_interrupts import finish, make_docs, start_run
 
 DOCUMENTS = 100
 ROUNDS = 8
