@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from pipeline.tokens import estimate_request, estimate_text
 log = logging.getLogger("pipeline.run")
 
 READ_THREADS = 4
+DISCOVER_BATCH = 64
 PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
 _SEP = "|"
 
@@ -156,7 +158,6 @@ class JobRunner:
     async def _read_all(self, out: ObjectSendStream[Document | tuple[str, InputProblem]]) -> None:
         options = input_options(self.job)
         found = iter(discover(options))
-        end = object()
         slots = anyio.Semaphore(READ_THREADS)
 
         async def read_one(candidate: Candidate) -> None:
@@ -173,18 +174,20 @@ class JobRunner:
                 slots.release()
 
         async with out, anyio.create_task_group() as group:
-            while (item := await anyio.to_thread.run_sync(next, found, end)) is not end:
-                self.tally.discovered += 1
-                if isinstance(item, InputProblem):
-                    source = item.source or item.message
-                    try:
-                        await out.send((str(source), item))
-                    except anyio.BrokenResourceError:
-                        return  # the run stopped taking documents
-                    continue
-                assert isinstance(item, Candidate)
-                await slots.acquire()
-                group.start_soon(read_one, item)
+            # The walk runs in a thread, a batch of entries per hand-off: one hand-off a file
+            # cost more than listing it.
+            while batch := await anyio.to_thread.run_sync(list, islice(found, DISCOVER_BATCH)):
+                for item in batch:
+                    self.tally.discovered += 1
+                    if isinstance(item, InputProblem):
+                        source = item.source or item.message
+                        try:
+                            await out.send((str(source), item))
+                        except anyio.BrokenResourceError:
+                            return  # the run stopped taking documents
+                        continue
+                    await slots.acquire()
+                    group.start_soon(read_one, item)
             self.tally.discovery_done = True
 
     # ---- planning ----------------------------------------------------------------------
