@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.models import Call
-from pipeline.pricing import BATCH_DISCOUNT
+from pipeline.models import Call, Usage
 from pipeline.report import Tally
 from pipeline.spec import Job
 
@@ -18,32 +17,46 @@ class BudgetGuard:
         budget = job.spec.budget
         self.max_cost, self.max_tokens = budget.max_cost_usd, budget.max_total_tokens
         self.price = job.price
-        self.discount = BATCH_DISCOUNT if job.batch else 1.0
+        self.batch = job.batch
         self.tally = tally
         self._in_flight: dict[str, tuple[float, int]] = {}
+        # Sums over ``_in_flight``, kept as calls come and go: in batch mode thousands are
+        # in flight at once, and each new call is checked against all of them.
+        self._in_flight_cost = 0.0
+        self._in_flight_tokens = 0
 
     def _worst(self, call: Call) -> tuple[float, int]:
         cost = 0.0
         if self.price is not None:
-            rate = max(self.price.input, self.price.cache_write)
-            cost = (call.input_tokens * rate + call.max_tokens * self.price.output) / 1_000_000
-            cost *= self.discount
+            # Its input at the dearer of the plain and the cache-write rates, all of max_tokens.
+            n, m = call.input_tokens, call.max_tokens
+            cost = max(
+                self.price.cost(Usage(input_tokens=n, output_tokens=m), batch=self.batch),
+                self.price.cost(
+                    Usage(cache_creation_input_tokens=n, output_tokens=m), batch=self.batch
+                ),
+            )
         return cost, call.input_tokens + call.max_tokens
 
     def allows(self, call: Call) -> bool:
         cost, tokens = self._worst(call)
-        cost += sum(c for c, _ in self._in_flight.values()) + self.tally.cost_usd
-        usage = self.tally.usage
-        tokens += sum(t for _, t in self._in_flight.values()) + usage.total
-        if (self.max_cost is not None and cost > self.max_cost) or (
-            self.max_tokens is not None and tokens > self.max_tokens
-        ):
+        over_cost = self.max_cost is not None and (
+            self.tally.cost_usd + self._in_flight_cost + cost > self.max_cost
+        )
+        over_tokens = self.max_tokens is not None and (
+            self.tally.usage.total + self._in_flight_tokens + tokens > self.max_tokens
+        )
+        if over_cost or over_tokens:
             return False
-        self._in_flight[call.key] = self._worst(call)
+        self._in_flight[call.key] = (cost, tokens)
+        self._in_flight_cost += cost
+        self._in_flight_tokens += tokens
         return True
 
     def settle(self, call: Call) -> None:
-        self._in_flight.pop(call.key, None)
+        cost, tokens = self._in_flight.pop(call.key, (0.0, 0))
+        self._in_flight_cost = self._in_flight_cost - cost if self._in_flight else 0.0
+        self._in_flight_tokens -= tokens
 
     def describe(self) -> str:
         limits = []
