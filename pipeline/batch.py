@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter, deque
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -97,8 +98,8 @@ class BatchEngine:
         self.concurrency = 1  # for messages about calls in flight
         self.stopping = False
         self.attempts = 0
-        self.errors: dict[str, int] = {}
-        self._buffer: list[_Pending] = []
+        self.errors: Counter[str] = Counter()
+        self._buffer: deque[_Pending] = deque()
         self._waiting: dict[str, _Pending] = {}  # custom_id -> pending, in a batch
         self._batches: dict[str, set[str]] = {}  # batch id -> custom ids awaited
         self._last_arrival = 0.0
@@ -182,9 +183,9 @@ class BatchEngine:
                 continue
             await self._sleep(min(self.gather_s, 0.5))
 
-    def _take(self) -> list[tuple[_Pending, str]]:
-        """Requests for one batch, within its limits, each with its JSON."""
-        taken: list[tuple[_Pending, str]] = []
+    def _take(self) -> list[_Pending]:
+        """Requests for one batch, within its limits (the size of each as JSON)."""
+        taken: list[_Pending] = []
         size = 0
         while self._buffer and len(taken) < self.max_requests:
             pending = self._buffer[0]
@@ -192,20 +193,20 @@ class BatchEngine:
             if taken and size + len(body) > self.max_bytes:
                 break
             size += len(body)
-            taken.append((self._buffer.pop(0), body))
+            taken.append(self._buffer.popleft())
         return taken
 
-    async def _submit(self, taken: list[tuple[_Pending, str]]) -> None:
-        self.store.batch_submitting([(p.base, p.custom_id, p.attempt) for p, _ in taken])
-        requests = [{"custom_id": p.custom_id, "params": dict(p.call.params)} for p, _ in taken]
+    async def _submit(self, taken: list[_Pending]) -> None:
+        self.store.batch_submitting([(p.base, p.custom_id, p.attempt) for p in taken])
+        requests = [{"custom_id": p.custom_id, "params": dict(p.call.params)} for p in taken]
         created_at = self._wall()
         batch = await self.client.create_batch(requests)
         batch_id = str(batch["id"])
-        custom_ids = [p.custom_id for p, _ in taken]
+        custom_ids = [p.custom_id for p in taken]
         self.store.batch_submitted(custom_ids, batch_id)
         self.attempts += len(taken)
         now = self._clock()
-        for pending, _ in taken:
+        for pending in taken:
             pending.record(batch_id, created_at, now)
             self._waiting[pending.custom_id] = pending
         self._batches[batch_id] = set(custom_ids)
@@ -250,7 +251,7 @@ class BatchEngine:
             await sink(CallResult(pending.call, result.reply, None, tuple(pending.attempts)))
             return
         kind = result.error.kind if result.error is not None else result.kind
-        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.errors[kind] += 1
         if result.error is not None and not is_retryable(result.error):
             await self._fail(pending, result.error, sink)
             return
