@@ -13,7 +13,6 @@ tier's limits allow.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,11 +26,11 @@ from pipeline.limits import Limits
 from pipeline.models import Document, Usage
 from pipeline.planner import first_round, request_for
 from pipeline.pricing import Price
-from pipeline.prompts import head_of, worth_caching
+from pipeline.prompts import cached_prefix_tokens
 from pipeline.readers import Candidate, discover, read_document
 from pipeline.runner import PART_HEADER_TOKENS, input_options
 from pipeline.spec import Job
-from pipeline.store import settings_hash
+from pipeline.store import document_key, finished_keys, settings_hash
 from pipeline.tokens import estimate_request, estimate_text
 
 # For the concurrency bound only: a reply's time if it runs to max_tokens.
@@ -98,22 +97,6 @@ class Plan:
         return times[binding], binding
 
 
-def finished_keys(job: Job) -> set[str]:
-    """Keys of the documents earlier runs finished, read without taking the job's lock (a
-    plan may look while a run is going)."""
-    path = job.state_path
-    if not path.exists():
-        return set()
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return {key for (key,) in db.execute("select key from documents")}
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return set()
-
-
 def _documents(job: Job) -> Iterator[Document | InputProblem]:
     options = input_options(job)
     for item in discover(options):
@@ -133,13 +116,13 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
     plan.max_tokens = spec.model.max_tokens
     budget = job.chunk_budget(estimate_text)
     settings = settings_hash(job.answer_settings())
-    finished = finished_keys(job)
+    finished = finished_keys(job.state_path)
     requests: list[dict[str, Any]] = []
     for item in _documents(job):
         if isinstance(item, InputProblem):
             plan.problems[item.kind] += 1
             continue
-        if f"{item.doc_id}:{settings}" in finished:
+        if document_key(item.doc_id, settings) in finished:
             plan.reused += 1
             continue
         plan.documents += 1
@@ -157,10 +140,7 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
             plan.combining_input_max += tokens
     if counter is not None:  # combining requests cannot be counted before their parts exist
         plan.input_tokens = anyio.run(_count, counter, requests)
-    if worth_caching(job, head_of(job.template)):
-        plan.cached_prefix_tokens = estimate_text(spec.prompt.system) + estimate_text(
-            head_of(job.template)
-        )
+    plan.cached_prefix_tokens = cached_prefix_tokens(job)
     return plan
 
 

@@ -75,11 +75,20 @@ def head_of(template: str) -> str:
 def worth_caching(job: Job, head: str) -> bool:
     """Is the shared prefix (system prompt and template head) long enough to be cached?
     Below the model's minimum the API caches nothing, so nothing is marked."""
-    prompt = job.spec.prompt
-    if not prompt.cache:
+    if not job.spec.prompt.cache:
         return False
-    shared = estimate_text(prompt.system) + estimate_text(head)
-    return shared >= cache_minimum(job.spec.model.name)
+    return _shared_tokens(job, head) >= cache_minimum(job.spec.model.name)
+
+
+def _shared_tokens(job: Job, head: str) -> int:
+    return estimate_text(job.spec.prompt.system) + estimate_text(head)
+
+
+def cached_prefix_tokens(job: Job) -> int:
+    """The estimated tokens of the prefix every request shares and marks for caching (the
+    system prompt and the template's head); 0 when it is too short to be cached."""
+    head = head_of(job.template)
+    return _shared_tokens(job, head) if worth_caching(job, head) else 0
 
 
 def _cached(block: dict[str, Any], job: Job) -> dict[str, Any]:

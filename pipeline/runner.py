@@ -45,7 +45,7 @@ from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
 from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
 from pipeline.spec import CONTEXT_WINDOW, Job
-from pipeline.store import ResultStore, settings_hash
+from pipeline.store import ResultStore, document_key, settings_hash
 from pipeline.tokens import estimate_request, estimate_text
 
 log = logging.getLogger("pipeline.run")
@@ -341,7 +341,7 @@ class JobRunner:
         return None if price is None else price.cost(usage, batch=self.job.batch)
 
     def _key(self, document: Document) -> str:
-        return f"{document.doc_id}:{self.settings}"
+        return document_key(document.doc_id, self.settings)
 
     # ---- rows --------------------------------------------------------------------------
 

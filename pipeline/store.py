@@ -64,6 +64,27 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()[:16]
 
 
+def document_key(doc_id: str, settings: str) -> str:
+    """What a finished document is stored under: its content (``doc_id``) and the hash of
+    the settings that shape its answer."""
+    return f"{doc_id}:{settings}"
+
+
+def finished_keys(path: Path) -> set[str]:
+    """The keys of the documents finished in the state at ``path``, read without taking the
+    job's lock (``pipeline plan`` may look while a run is going); empty if there is none."""
+    if not path.exists():
+        return set()
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return {key for (key,) in db.execute("select key from documents")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
+
+
 def _encode(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
