@@ -181,22 +181,14 @@ def _write_batches(
     rows: Iterator[Mapping[str, Any]], path: Path, schema: dict[str, Any], batch_rows: int
 ) -> int:
     count = 0
-    writer: pq.ParquetWriter | None = None
-    try:
-        while True:
-            batch = [{name: row.get(name) for name in schema} for row in islice(rows, batch_rows)]
-            if not batch and writer is not None:
-                return count
-            table = pl.DataFrame(batch, schema=schema).to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
-            writer.write_table(table)
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema  # an empty file has it too
+    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as writer:
+        while batch := [
+            {name: row.get(name) for name in schema} for row in islice(rows, batch_rows)
+        ]:
+            writer.write_table(pl.DataFrame(batch, schema=schema).to_arrow())
             count += len(batch)
-            if not batch:
-                return count
-    finally:
-        if writer is not None:
-            writer.close()
+    return count
 
 
 def utc(timestamp: float) -> datetime:
