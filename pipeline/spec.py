@@ -298,11 +298,10 @@ class Job:
 
     def _input_roots(self) -> list[Path]:
         """The folders the inputs are walked from: each path, or the fixed part of a glob."""
-        roots = []
-        for given in self.input_paths:
-            where = None if os.path.lexists(given) else patterns.split_glob(given.parts)
-            roots.append(Path(*given.parts[: where[0]]) if where else given)
-        return roots
+        return [
+            start[0] if (start := patterns.glob_start(given)) else given
+            for given in self.input_paths
+        ]
 
     @property
     def own_files(self) -> tuple[Path, ...]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from pipeline.errors import ConfigError, InputProblem, Skipped, Unreadable
 from pipeline.readers.formats import BINARY, IMAGES, JUNK_NAMES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
-from pipeline.readers.patterns import Filters, Glob, IgnoreRules, split_glob
+from pipeline.readers.patterns import Filters, Glob, IgnoreRules, glob_start
 from pipeline.readers.read import (
     binary_file,
     image_in_text_mode,
@@ -123,15 +123,14 @@ def _check(given: Path) -> _Input:
         raise ConfigError(
             f"inputs.paths: {str(given)!r} holds a NUL character, which no path can; check it"
         )
-    where = None if os.path.lexists(given) else split_glob(given.parts)
-    if where is not None:
-        root = Path(*given.parts[: where[0]]) if where[0] else Path()
+    if (start := glob_start(given)) is not None:
+        root, pattern = start
         if not root.is_dir():
             raise ConfigError(
                 f"inputs.paths: {given} matches no file: {root} is not a folder; check the path "
                 "(relative paths are taken from the job file's folder)"
             )
-        return _Input(given, root=root, glob=Glob(where[1]))
+        return _Input(given, root=root, glob=Glob(pattern))
     try:
         return _Input(given, info=os.stat(given))
     except OSError as exc:

@@ -7,8 +7,10 @@ enters its folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
@@ -97,6 +99,19 @@ def split_glob(parts: Sequence[str]) -> tuple[int, tuple[str, ...]] | None:
         if GLOB_CHARS.intersection(part):
             return index, tuple(parts[index:])
     return None
+
+
+def glob_start(given: Path) -> tuple[Path, tuple[str, ...]] | None:
+    """For an input path that is a glob: the folder it starts from and its pattern parts.
+    None for a path that exists (a name with [ or * that exists is taken as it is) or has
+    no glob characters."""
+    if os.path.lexists(given):
+        return None
+    where = split_glob(given.parts)
+    if where is None:
+        return None
+    index, parts = where
+    return (Path(*given.parts[:index]) if index else Path()), parts
 
 
 class Glob:
