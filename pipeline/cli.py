@@ -36,6 +36,7 @@ from pipeline.runner import RunControl, RunOutcome, check_inputs, run_job
 from pipeline.simulator import (
     DEFAULT_API_KEY,
     TIERS,
+    Batches,
     ConfigError,
     Faults,
     Latency,
@@ -166,8 +167,6 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
-    from pipeline.simulator import Batches  # local: the only place the CLI needs it
-
     base = TIERS[args.tier] if args.tier else Limits()
     explicit = {
         "requests_per_minute": args.rpm,
