@@ -58,6 +58,7 @@ from typing import Any
 import anthropic
 import httpx
 
+from bench import table
 from bench.rate_use import SIMULATE, SimulatorProcess, build_workload
 from pipeline.client import ApiKey, Endpoint, MessagesClient
 from pipeline.limits import Limits
@@ -288,7 +289,7 @@ HEADER = (
 
 
 def format_table(rows: Sequence[Row], n: int) -> str:
-    lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
+    lines = [HEADER, table.separator(HEADER)]
     sdk = {(r.mode, r.concurrency): r for r in rows if r.client == "sdk"}
     for row in rows:
         base = sdk.get((row.mode, row.concurrency))
@@ -313,7 +314,7 @@ def format_table(rows: Sequence[Row], n: int) -> str:
             f"{row.median(lambda t: t.sim_cpu_s / n * 1000):.2f}",
             f"{row.median(lambda t: t.sim_cpu_s / t.wall_s):.2f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table.row(cells))
     return "\n".join(lines)
 
 

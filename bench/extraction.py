@@ -58,6 +58,7 @@ import anyio
 import anyio.to_thread
 import pypdf
 
+from bench import table
 from bench.rate_use import document_text
 from pipeline.limits import TIERS
 from pipeline.models import Document
@@ -362,7 +363,7 @@ def format_reading(rows: Sequence[Row]) -> str:
         "| corpus | files | pages | MB | read with | pages/s | MB/s | CPU s / 1,000 pages "
         "| CPU s / MB | CPU busy (cores) | wall vs 1 thread |"
     )
-    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    lines = [header, table.separator(header)]
     single = {r.corpus.name: r for r in rows if r.mode == MODES[0]}
     for row in rows:
         corpus, base = row.corpus, single[row.corpus.name]
@@ -382,7 +383,7 @@ def format_reading(rows: Sequence[Row]) -> str:
             f"{_med(t.cpu_s / t.wall_s for t in row.runs):.2f}",
             f"{statistics.median(speedup):.2f}x",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table.row(cells))
     return "\n".join(lines)
 
 
@@ -391,7 +392,7 @@ def format_backends(rows: Sequence[BackendRow]) -> str:
         "| corpus | backend (1 thread, from memory) | pages/s | pages per CPU-second "
         "| chars/page | vs pypdf (CPU) |"
     )
-    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    lines = [header, table.separator(header)]
     base: dict[str, float] = {}
     for row in rows:
         if not row.runs:
@@ -407,7 +408,7 @@ def format_backends(rows: Sequence[BackendRow]) -> str:
             f"{row.characters / row.pages:,.0f}",
             f"{per_cpu / base[row.corpus]:.1f}x",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table.row(cells))
     return "\n".join(lines)
 
 
@@ -438,7 +439,7 @@ def format_demand(rows: Sequence[Row], demands: Sequence[Demand]) -> str:
         "units/s: by estimate (charged) | one core reads, units per CPU-second "
         "| headroom | share of a core at the Pro tier's pace |"
     )
-    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    lines = [header, table.separator(header)]
     for d in demands:
         row = next(r for r in rows if r.corpus.name == d.corpus and r.mode == MODES[0])
         corpus = row.corpus
@@ -459,7 +460,7 @@ def format_demand(rows: Sequence[Row], demands: Sequence[Demand]) -> str:
             f"{per_cpu / ceiling:,.0f}x",
             f"{ceiling / per_cpu:.2g}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table.row(cells))
     return "\n".join(lines)
 
 

@@ -55,6 +55,7 @@ from typing import IO, Any
 import anthropic
 import httpx
 
+from bench import table
 from pipeline.client import ApiKey, Endpoint, MessagesClient
 from pipeline.limits import Limits, Pacer, Reservation
 from pipeline.models import Call, CallResult
@@ -587,11 +588,11 @@ def format_row(row: Row) -> str:
         str(row.peak_concurrency),
         complete,
     ]
-    return "| " + " | ".join(cells) + " |"
+    return table.row(cells)
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    separator = "|" + "---|" * HEADER.count(" | ") + "---|"
+    separator = table.separator(HEADER)
     return "\n".join([HEADER, separator, *(format_row(r) for r in rows)])
 
 
