@@ -154,6 +154,16 @@ async def _gather(send: Send, items: Sequence[Item], concurrency: int) -> None:
     await asyncio.gather(*(one(item) for item in items))
 
 
+async def _warm_then_time(
+    send: Send, warm: Sequence[Item], items: Sequence[Item], concurrency: int, meter: Meter
+) -> Timed:
+    """Send the warm-up requests, then time ``items`` with ``meter``."""
+    await _gather(send, warm, concurrency)
+    meter.start()
+    await _gather(send, items, concurrency)
+    return meter.stop()
+
+
 def _check(ok: bool) -> None:
     if not ok:
         raise RuntimeError("a call failed or its reply had no content: the measurement is void")
@@ -174,10 +184,7 @@ async def run_ours_client(
             reply = await client.create(body, stream=stream)
             _check(bool(reply.content))
 
-        await _gather(send, warm, concurrency)
-        meter.start()
-        await _gather(send, items, concurrency)
-        return meter.stop()
+        return await _warm_then_time(send, warm, items, concurrency, meter)
 
 
 async def run_ours_engine(
@@ -231,10 +238,7 @@ async def run_sdk(
         _check(bool(message.content))
 
     try:
-        await _gather(send, warm, concurrency)
-        meter.start()
-        await _gather(send, items, concurrency)
-        return meter.stop()
+        return await _warm_then_time(send, warm, items, concurrency, meter)
     finally:
         await client.close()
 
