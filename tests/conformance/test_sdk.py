@@ -11,9 +11,9 @@ Notes on the installed SDK (2.x) that shape these tests:
 - ``messages.create`` sends exactly the parameters it is given (nothing is added), and
   ``messages.stream`` adds only ``"stream": true``;
 - ``temperature`` is no longer a keyword of ``messages.create``; it goes in ``extra_body``;
-- it warns (``DeprecationWarning``) for ``claude-sonnet-4-5`` and ``claude-opus-4-5``, which
-  the suite's ``filterwarnings = error`` turns into failures, so most tests use
-  ``claude-haiku-4-5``;
+- some releases warn (``DeprecationWarning``) for ``claude-sonnet-4-5`` and ``claude-opus-4-5``
+  and some do not (2.16.0, the version requirements-lock.txt pins, does not); the tests that use
+  those ids ignore the warning rather than assert on it, and most tests use ``claude-haiku-4-5``;
 - an ``event: error`` inside a 200 stream is raised as the base ``APIStatusError`` (status
   200), and a connection cut mid-stream escapes as the transport's own
   ``httpx2.RemoteProtocolError``, not as an ``APIConnectionError``.
@@ -203,10 +203,14 @@ def test_alias_resolves_to_model_id(client: anthropic.Anthropic, alias: str, mod
     assert message.model == model_id
 
 
-def test_sdk_warns_for_claude_sonnet_4_5(client: anthropic.Anthropic) -> None:
-    """The brief's example alias works; the SDK itself flags the model as deprecated."""
-    with pytest.warns(DeprecationWarning, match="claude-sonnet-4-5"):
-        message = client.messages.create(**params(model="claude-sonnet-4-5"))
+@pytest.mark.filterwarnings(DEPRECATED)
+def test_sdk_alias_claude_sonnet_4_5_resolves_to_its_snapshot(client: anthropic.Anthropic) -> None:
+    """The brief's example alias is served under its dated snapshot id.
+
+    Relies on the SDK sending an alias unchanged. Whether the SDK also warns that the model is
+    deprecated (some releases do, 2.16 does not) is the SDK's business, not ours: ignored.
+    """
+    message = client.messages.create(**params(model="claude-sonnet-4-5"))
     assert message.model == "claude-sonnet-4-5-20250929"
     assert text_of(message).startswith(reply_prefix(params(model="claude-sonnet-4-5")))
 
