@@ -317,6 +317,14 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     show.add_argument("output", type=Path, help="the run's Parquet file (or its .report.json)")
     show.add_argument("--json", action="store_true", help="print the report as JSON")
+    show.add_argument(
+        "--html",
+        nargs="?",
+        const="",
+        type=str,
+        metavar="PATH",
+        help="write the report as one self-contained HTML page (default: OUTPUT.report.html)",
+    )
     validate = commands.add_parser("validate", help="check a job spec without sending anything")
     validate.add_argument("job", type=Path)
     validate.add_argument("paths", nargs="*")
@@ -437,6 +445,12 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     past = report.load(args.output)
+    if args.html is not None:
+        from pipeline import page  # Jinja2 and the charts: loaded only for a page
+
+        written = page.write_for(past, args.output, Path(args.html) if args.html else None)
+        print(f"wrote {written}")
+        return EXIT_OK
     print(json.dumps(past, indent=2) if args.json else report.render(past))
     return EXIT_OK
 

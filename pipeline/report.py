@@ -2,7 +2,8 @@
 
 ``Tally`` is counted as the run goes (the progress display reads it live); at the end it
 becomes a report: counts by status and error type, tokens, estimated cost, throughput,
-latency, retries, 429s and the rate achieved against the tier's allowance. The report is
+latency, retries, 429s and the rate achieved against the tier's allowance (the busiest
+60 seconds of the run, as the tier counts, not the run's mean). The report is
 printed and written as JSON beside the Parquet (``OUTPUT.report.json``), where
 ``pipeline report OUTPUT.parquet`` finds it again.
 """
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline import rates
 from pipeline.atomic import replacing
 from pipeline.errors import ConfigError
 from pipeline.limits import Clock, Limits
@@ -46,6 +48,10 @@ class Tally:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     latencies: list[float] = field(default_factory=list)  # seconds, per answered attempt
+    # When each attempt was sent (wall clock) and the tokens it was charged: the rate in
+    # the busiest minute, against the tier's per-minute limits (``pipeline.rates``).
+    sent_at: list[float] = field(default_factory=list)
+    sent_tokens: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -64,7 +70,13 @@ class Tally:
     def call(self, result: CallResult, cost: float) -> None:
         self.calls += 1
         self.attempts += len(result.attempts)
+        charged = 0
+        if result.reply is not None:
+            usage = result.reply.usage
+            charged = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
         for attempt in result.attempts:
+            self.sent_at.append(attempt.started_at)
+            self.sent_tokens.append(charged if attempt.error_kind is None else 0)
             if attempt.error_kind is not None:
                 self.attempt_errors[attempt.error_kind] += 1
                 self.rate_limited += attempt.status == 429
@@ -144,12 +156,15 @@ def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str,
             "requests_per_min": round(tally.attempts / minutes, 2),
             "tokens_per_min": round(tokens_charged / minutes, 1),
         },
-        "allowance": _allowance(info.limits, tally.attempts / minutes, tokens_charged / minutes),
+        "allowance": _allowance(
+            info.limits, rates.peak(tally.sent_at), rates.peak(tally.sent_at, tally.sent_tokens)
+        ),
     }
 
 
 def _allowance(limits: Limits, rpm: float, tpm: float) -> dict[str, Any]:
-    """The rate achieved as a share of each per-minute limit the tier sets."""
+    """The rate achieved, in the busiest 60 seconds of the run, as a share of each
+    per-minute limit the tier sets."""
     shares: dict[str, Any] = {}
     for name, achieved in (("requests_per_minute", rpm), ("tokens_per_minute", tpm)):
         limit = getattr(limits, name)
@@ -181,7 +196,7 @@ def render(report: dict[str, Any]) -> str:
     counts = ", ".join(f"{n:,} {status}" for status, n in docs["by_status"].items()) or "none"
     lines = [
         f"Run of {report['job']} ({report['model']}), {report['started_at']} to "
-        f"{report['finished_at']} ({_duration(report['wall_s'])}): {_ENDED[report['ended']]}",
+        f"{report['finished_at']} ({duration(report['wall_s'])}): {ENDED[report['ended']]}",
     ]
     if report.get("fatal_error"):
         lines.append(f"  stopped by: {report['fatal_error']}")
@@ -219,12 +234,12 @@ def render(report: dict[str, Any]) -> str:
         if isinstance(share, dict)
     ]
     if shares:
-        lines.append("  allowance  " + ", ".join(shares))
+        lines.append("  allowance  " + ", ".join(shares) + " (the busiest 60 s)")
     lines.append(f"  results    {report['output']}")
     return "\n".join(lines)
 
 
-_ENDED = {
+ENDED = {
     "completed": "completed",
     "interrupted": "interrupted (run again to finish)",
     "max_duration": "stopped at --max-duration (run again to finish)",
@@ -233,7 +248,7 @@ _ENDED = {
 }
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
@@ -245,6 +260,11 @@ def _duration(seconds: float) -> str:
 
 def report_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.report.json")
+
+
+def page_path(output: Path) -> Path:
+    """The HTML page of the report (``pipeline.page``), beside the JSON."""
+    return output.with_name(f"{output.stem}.report.html")
 
 
 def write(report: dict[str, Any], output: Path) -> Path:

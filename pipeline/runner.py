@@ -518,6 +518,17 @@ class JobRunner:
         self.ended = reason
         self.engine.stop()
 
+    def _write_page(self, summary: dict[str, Any]) -> None:
+        """The report as a page, beside the JSON. The results and the JSON are written
+        already: a page that cannot be drawn is a warning, never a lost night."""
+        from pipeline import page  # Jinja2 and the charts: loaded only when a page is written
+
+        job = self.job
+        try:
+            page.write(summary, job.output_path, job.calls_path, job.state_path)
+        except Exception as exc:  # any fault in drawing the page must not fail the run
+            log.warning("could not write the report's page beside %s: %s", job.output_path, exc)
+
     def _write(self, totals: RunTotals | None) -> RunOutcome:
         schema = {**DOC_SCHEMA, **self.structured_columns}
         by_status: Counter[str] = Counter()
@@ -542,6 +553,9 @@ class JobRunner:
         )
         summary = report.build(self.tally, info)
         report.write(summary, self.job.output_path)
+        self.store.record_run(summary)
+        if self.job.spec.output.html_report:
+            self._write_page(summary)
         return RunOutcome(
             self.job.output_path,
             self.job.calls_path,

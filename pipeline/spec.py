@@ -31,7 +31,7 @@ from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
 from pipeline.pricing import Price, list_price
 from pipeline.readers import patterns
-from pipeline.report import report_path
+from pipeline.report import page_path, report_path
 
 CONTEXT_WINDOW = 200_000
 
@@ -172,6 +172,9 @@ class ChunkingSpec(_Section):
 
 class OutputSpec(_Section):
     path: PathText | None = None
+    # The report as a page too (OUTPUT.report.html): small, and what the morning reader
+    # opens, so on by default.
+    html_report: bool = True
 
 
 Rate = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
@@ -278,7 +281,12 @@ class Job:
         # the files as they are written, before they replace the old ones (``pipeline.atomic``)
         names += [
             patterns.literal(partial_path(path).name)
-            for path in (self.output_path, self.calls_path, report_path(self.output_path))
+            for path in (
+                self.output_path,
+                self.calls_path,
+                report_path(self.output_path),
+                page_path(self.output_path),
+            )
         ]
         excluded: list[str] = []
         for root in self._input_roots():
@@ -314,6 +322,7 @@ class Job:
             self.output_path,
             self.calls_path,
             report,
+            page_path(self.output_path),
             state,
             *journals,
             state.with_suffix(".lock"),

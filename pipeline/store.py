@@ -33,6 +33,10 @@ create table if not exists batch_items (
     custom_id text not null,
     batch_id text,
     attempt integer not null
+);
+create table if not exists runs (
+    started_at text primary key,
+    summary text not null
 )
 """
 # This run's output, gathered on disk (not in memory) until the Parquet is written: the
@@ -83,6 +87,24 @@ def finished_keys(path: Path) -> set[str]:
             db.close()
     except sqlite3.Error:
         return set()
+
+
+def run_summaries(path: Path, last: int = 60) -> list[dict[str, Any]]:
+    """The reports of the ``last`` runs kept in the state at ``path``, oldest first, read
+    without taking the job's lock; empty if there is no state or it keeps none."""
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            found = db.execute(
+                "select summary from runs order by started_at desc limit ?", (last,)
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:  # no such table: a state from before runs were kept
+        return []
+    return [json.loads(summary) for (summary,) in reversed(found)]
 
 
 def _encode(rows: list[dict[str, Any]]) -> str:
@@ -195,6 +217,15 @@ class ResultStore:
     def batch_forget(self, base: str) -> None:
         """A request that ended in an error: the next run sends it afresh."""
         self._db.execute("delete from batch_items where base = ?", (base,))
+
+    # ---- each run's report, kept for the trend across runs (``pipeline.page``) ----
+
+    def record_run(self, summary: dict[str, Any]) -> None:
+        """Keep this run's report (a newer one for the same start replaces it)."""
+        self._db.execute(
+            "insert or replace into runs values (?, ?)",
+            (summary["started_at"], json.dumps(summary, ensure_ascii=False)),
+        )
 
     def forget_all(self) -> None:
         self._db.execute("delete from documents")

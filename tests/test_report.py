@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pipeline import report
+from pipeline import rates, report
 from pipeline.cli import EXIT_OK, EXIT_USAGE, main
 from pipeline.limits import TIERS, Limits
 from pipeline.models import Attempt, Call, CallResult, Reply, Usage
@@ -18,11 +18,13 @@ from pipeline.report import RunInfo, Tally
 from tests.conftest import FakeClock
 
 
-def result(*statuses: int, latency: float = 1.0, usage: Usage | None = None) -> CallResult:
+def result(
+    *statuses: int, latency: float = 1.0, usage: Usage | None = None, at: float = 0.0
+) -> CallResult:
     attempts = tuple(
         Attempt(
             number=n,
-            started_at=0.0,
+            started_at=at + n - 1,
             latency_s=latency,
             status=status,
             error_kind=None if status == 200 else {429: "rate_limited"}.get(status, "overloaded"),
@@ -83,14 +85,46 @@ def test_report_counts_documents_calls_tokens_and_rate_against_the_tier(
     assert built["tokens"]["input"] == 500
     assert built["cost_usd"] == 2.5
     assert built["throughput"]["requests_per_min"] == 3.5  # 7 attempts in 2 minutes
+    # Every attempt was sent within the same minute: the busiest minute saw all 7.
     rpm = built["allowance"]["requests_per_minute"]
-    assert rpm == {"limit": 50, "achieved": 3.5, "share": 0.07}
-    assert built["allowance"]["tokens_per_minute"]["achieved"] == 275.0  # (500 + 50) / 2
+    assert rpm == {"limit": 50, "achieved": 7, "share": 0.14}
+    assert built["allowance"]["tokens_per_minute"]["achieved"] == 550.0  # 500 in + 50 out
     text = report.render(built)
     assert "9: 1 error, 7 ok, 1 skipped; 3 finished earlier, not sent again" in text
     assert "retries_exhausted 1, empty_file 1" in text
-    assert "requests 4/50 a minute (7%)" in text
+    assert "requests 7/50 a minute (14%)" in text
     assert "$2.5000" in text
+
+
+def test_rate_against_the_tier_is_the_busiest_60_seconds_not_the_mean(
+    fake_clock: FakeClock,
+) -> None:
+    # A 7-second run of 23 calls: the mean stretched to a minute would be 197/min.
+    tally = Tally(clock=fake_clock)
+    for n in range(23):
+        tally.call(result(200, at=n * 0.3, usage=Usage(1_000, 100)), cost=0)
+    fake_clock.advance(7)
+    built = report.build(tally, info())
+    assert built["allowance"]["requests_per_minute"] == {
+        "limit": 50,
+        "achieved": 23,
+        "share": 0.46,
+    }
+    assert built["allowance"]["tokens_per_minute"]["achieved"] == 23 * 1_100
+    assert "requests 23/50 a minute (46%)" in report.render(built)
+
+
+def test_the_busiest_window_slides_over_the_run() -> None:
+    # 10 at t=0, 30 between t=50 and t=79 (one a second), 5 at t=200.
+    times = [0.0] * 10 + [50.0 + n for n in range(30)] + [200.0] * 5
+    # [0, 60) holds 10 + 10 = 20; [50, 110) holds all 30; nothing holds more.
+    assert rates.peak(times) == 30
+    assert rates.peak([0.0, 59.9, 60.0]) == 2  # the window is 60 s, not 61
+    assert rates.peak([]) == 0
+    weights = [1.0] * 10 + [100.0] * 30 + [1.0] * 5
+    assert rates.peak(times, weights) == 3_000
+    # The trailing curve: what the 60 s up to each moment held.
+    assert rates.trailing(times, None, [0.0, 59.0, 60.0, 79.0, 200.0]) == [10, 20, 11, 30, 5]
 
 
 def test_a_document_with_a_failed_chunk_counts_as_failed() -> None:
