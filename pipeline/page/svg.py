@@ -30,9 +30,9 @@ def _num(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
-def _svg(height: int, label: str, body: list[str], css_class: str) -> Markup:
+def _svg(height: int, label: str, body: list[str], css_class: str, data: str = "") -> Markup:
     return Markup(
-        f'<svg class="{css_class}" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="{css_class}" viewBox="0 0 {WIDTH} {height}" role="img"{data} '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(label)}</title>{''.join(body)}</svg>"
     )
@@ -95,7 +95,9 @@ def over_time(
             f'<text class="tick" x="{_num(LEFT + inner * share)}" y="{row + 4}" '
             f'text-anchor="middle">{clock(span * share)}</text>'
         )
-    return _svg(row + 10, label, body, "chart time")
+    # The time scale, for whoever reads the chart back (the tests do).
+    data = f' data-span="{span:.6f}" data-step="{span / len(at):.6f}"'
+    return _svg(row + 10, label, body, "chart time", data)
 
 
 def _mark_row(mark: Marks, at: Sequence[float], place: Callable[[float], float], row: int) -> str:
@@ -160,8 +162,9 @@ def bars(items: Sequence[tuple[str, float]], *, label: str, fmt: str = "{:,.0f}"
         y = TOP + n * row_h
         shown = name if len(name) <= 32 else name[:31] + "\u2026"
         body.append(
+            f"<g><title>{escape(name)}</title>"
             f'<text class="name" x="{name_w - 8}" y="{y + 15}" text-anchor="end">'
-            f"{escape(shown)}<title>{escape(name)}</title></text>"
+            f"{escape(shown)}</text></g>"
             f'<rect class="bar" x="{name_w}" y="{y + 3}" height="16" '
             f'width="{_num(max(inner * value / highest, 1.0 if value else 0.0))}"/>'
             f'<text class="value" x="{WIDTH - value_w + 8}" y="{y + 15}">'
