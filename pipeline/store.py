@@ -35,7 +35,8 @@ create table if not exists batch_items (
     attempt integer not null
 );
 create table if not exists runs (
-    started_at text primary key,
+    id integer primary key autoincrement,
+    started_at text not null,
     summary text not null
 )
 """
@@ -98,7 +99,7 @@ def run_summaries(path: Path, last: int = 60) -> list[dict[str, Any]]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             found = db.execute(
-                "select summary from runs order by started_at desc limit ?", (last,)
+                "select summary from runs order by id desc limit ?", (last,)
             ).fetchall()
         finally:
             db.close()
@@ -221,9 +222,9 @@ class ResultStore:
     # ---- each run's report, kept for the trend across runs (``pipeline.page``) ----
 
     def record_run(self, summary: dict[str, Any]) -> None:
-        """Keep this run's report (a newer one for the same start replaces it)."""
+        """Keep this run's report, after those of the runs before it."""
         self._db.execute(
-            "insert or replace into runs values (?, ?)",
+            "insert into runs (started_at, summary) values (?, ?)",
             (summary["started_at"], json.dumps(summary, ensure_ascii=False)),
         )
 

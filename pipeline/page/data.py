@@ -7,6 +7,7 @@ moments, marks are counted per sample, lists of documents are cut to their first
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,10 +112,15 @@ def gather(
     )
 
 
+# Columns the page never shows: not read, so a night of long answers stays out of memory.
+UNUSED = frozenset({"text", "structured_json", "notes", "request_ids", "content_hash"})
+
+
 def _read(path: Path, schema: dict[str, Any]) -> pl.DataFrame:
     if not path.exists():
-        return pl.DataFrame(schema=schema)
-    return pl.read_parquet(path)
+        return pl.DataFrame(schema={k: v for k, v in schema.items() if k not in UNUSED})
+    columns = [name for name in pl.read_parquet_schema(path) if name not in UNUSED]
+    return pl.read_parquet(path, columns=columns)
 
 
 def _samples(wall_s: float) -> list[float]:
@@ -286,7 +292,12 @@ def _first_rows(rows: pl.DataFrame) -> Table | None:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
+    if value is None:
+        text = ""
+    elif isinstance(value, list | dict):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = str(value)
     return text if len(text) <= CELL else text[: CELL - 1] + "\u2026"
 
 

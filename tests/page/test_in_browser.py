@@ -5,6 +5,7 @@ happened, and no error on the console."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,9 @@ def test_every_chart_of_the_sample_run_shows_its_numbers(
     assert rate["attempts"] == str(len(calls)) == str(report["calls"]["attempts"])
     assert rate["busiest minute"] == str(len(calls))  # a run of a second: all in one minute
     # The requests curve ends at what the last minute held: every attempt.
-    points = page.js("return document.querySelector('#chart-requests polyline').getAttribute('points')")
+    points = page.js(
+        "return document.querySelector('#chart-requests polyline').getAttribute('points')"
+    )
     last_y = float(points.split()[-1].split(",")[1])
     assert last_y == pytest.approx(svg.TOP, abs=0.1)  # the top of the axis is the peak
     latency = page.numbers("#chart-latency")
@@ -177,13 +180,14 @@ def test_a_run_with_faults_shows_429s_retries_and_errors_where_they_happened(
 def marks_of(page: Opened, kind: str) -> tuple[float, list[tuple[float, int]]]:
     """The time a sample stands for, and where the marks of ``kind`` stand (seconds from
     the first request) with how many events each marks, read from the SVG."""
-    step, span, rects = page.js(
+    step, span, path, counts = page.js(
         "const c = document.querySelector('#chart-requests svg');"
         "const g = c.querySelector(`g.marks[data-kind='${arguments[0]}']`);"
         "return [Number(c.dataset.step), Number(c.dataset.span),"
-        "[...g.querySelectorAll('rect')].map(r => [Number(r.getAttribute('x')),"
-        "Number(r.querySelector('title').textContent.split(' ')[0].replace(',', ''))])]",
+        "g.querySelector('path').getAttribute('d'), g.dataset.counts]",
         kind,
     )
     inner = svg.WIDTH - svg.LEFT - svg.RIGHT
-    return step, [((x + 1.5 - svg.LEFT) / inner * span, int(n)) for x, n in rects]
+    xs = [float(x) for x in re.findall(r"M([\d.]+) ", path)]
+    moments = [(x - svg.LEFT) / inner * span for x in xs]
+    return step, list(zip(moments, map(int, counts.split()), strict=True))

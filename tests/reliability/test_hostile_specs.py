@@ -281,6 +281,8 @@ def test_what_a_run_writes_inside_an_input_folder_is_never_an_input(
         output.with_name("my review?.calls.parquet"),
         output.with_name("my review?.report.json"),
         output.with_name(".my review?.report.json.partial"),
+        output.with_name("my review?.report.html"),
+        output.with_name(".my review?.report.html.partial"),
         output.with_name("my review?.state.sqlite"),
         output.with_name("my review?.state.sqlite-wal"),
         output.with_name("my review?.state.sqlite-shm"),
