@@ -374,6 +374,8 @@ def run_job_command(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(report.render(outcome.report))
         print(f"  report     {report.report_path(outcome.output)}")
+        if spec.output.html_report:
+            print(f"  page       {report.page_path(outcome.output)}")
     if outcome.ended == "interrupted":
         log.warning("interrupted; run the same command again to finish")
         return EXIT_INTERRUPTED

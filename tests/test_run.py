@@ -174,6 +174,7 @@ def test_cli_run_simulate_writes_parquet_and_exits_1_for_failed_documents(tmp_pa
     assert summary["documents"]["by_status"] == dict(counts.iter_rows())
     assert summary["documents"]["by_error_type"] == {"unreadable": 1, "encrypted_document": 1}
     assert f"results    {out}" in done.stdout
+    assert f"page       {tmp_path / 'summaries.report.html'}" in done.stdout
     import duckdb
     import pyarrow.parquet as pq
 
