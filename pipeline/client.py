@@ -3,13 +3,17 @@
 This is the boundary where HTTP becomes the package's own types: a ``Reply``, or an error
 from ``pipeline.errors`` decided by status code and API error type (never message text),
 carrying the ``request-id``. httpx's exceptions are translated here and go no further.
-The API key lives in an ``ApiKey``, which never shows its value in a repr, a log or an error.
+The API key lives in an ``ApiKey``, which never shows its value in a repr, a log or an error;
+it is checked once where it is found (``check_key``), and every text that comes from the server
+or the transport is scrubbed of it (``redact``) before it becomes an error.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -42,6 +46,7 @@ from pipeline.errors import (
     ServerError,
     SpendCapReached,
 )
+from pipeline.limits import MAX_PAUSE_S
 from pipeline.models import Reply, Usage
 
 API_VERSION = "2023-06-01"
@@ -52,6 +57,9 @@ BASE_URL_VARIABLE = "ANTHROPIC_BASE_URL"
 SPEND_CAP_CODE = "enforced_spend_limit_reached"
 
 HeadersObserver = Callable[[Mapping[str, str]], None]
+REDACTED = "**redacted**"
+
+log = logging.getLogger("pipeline.client")
 
 
 class ApiKey:
@@ -85,6 +93,45 @@ class Endpoint:
         return urlsplit(self.base_url).hostname or self.base_url
 
 
+def check_key(value: str, source: str) -> None:
+    """Refuse a key that could not be sent as a header as it is: printable ASCII, no white
+    space. The variable is named; the value is never shown (not even the bad character)."""
+    for position, char in enumerate(value, 1):
+        if "!" <= char <= "~":
+            continue
+        if char in "\r\n":
+            what = "a line break"
+        elif char in " \t" or char.isspace():
+            what = "white space"
+        elif not char.isascii():
+            what = "a character that is not printable ASCII"
+        else:
+            what = "a control character"
+        raise ConfigError(
+            f"{source} holds {what} (character {position} of {len(value)}): an API key is "
+            "printable ASCII with no white space. Set the variable to the key alone (a key file "
+            "read with $(cat FILE) must hold only the key, no comment line)."
+        )
+
+
+def redact(text: str, key: ApiKey) -> str:
+    """``text`` with every occurrence of the key's value replaced: the one scrub applied to
+    what a server or the transport says before it becomes an error, a row or a report."""
+    secret = key.reveal()
+    return text.replace(secret, REDACTED) if secret and secret in text else text
+
+
+def redact_error(error: PipelineError, key: ApiKey) -> PipelineError:
+    """The error with the key scrubbed from every text it carries (in place; returned)."""
+    error.message = redact(error.message, key)
+    error.args = (error.message,)
+    for name in ("error_type", "request_id"):
+        value = getattr(error, name)
+        if isinstance(value, str):
+            setattr(error, name, redact(value, key))
+    return error
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -96,14 +143,27 @@ def _is_loopback(host: str) -> bool:
 
 def normalise_base_url(url: str, *, allow_insecure: bool = False) -> str:
     """``https://host[:port][/prefix]``: no trailing slash or ``/v1`` (the paths add it)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 -- a port that is not a number raises here, not later
+    except ValueError:
+        raise ConfigError(
+            f"endpoint.base_url: is not a valid URL; use e.g. {MEGALLM_URL}"
+        ) from None
+    if "@" in parts.netloc:
+        raise ConfigError(
+            "endpoint.base_url: holds a user name or password (user:password@host); remove "
+            "them: the key goes in its variable (endpoint.api_key_env), never in the URL, "
+            "which is logged and reported"
+        )
+    shown = repr(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"endpoint.base_url: {url!r} is not an http(s) URL; use e.g. {MEGALLM_URL}"
+            f"endpoint.base_url: {shown} is not an http(s) URL; use e.g. {MEGALLM_URL}"
         )
     if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure:
         raise ConfigError(
-            f"endpoint.base_url: {url!r} is plain http to a host that is not this machine: "
+            f"endpoint.base_url: {shown} is plain http to a host that is not this machine: "
             "the API key would cross the network unencrypted. Use https, or allow it "
             "explicitly with endpoint.allow_insecure_http = true."
         )
@@ -130,11 +190,13 @@ def resolve_endpoint(
             f"No API key: set {wanted} to your key, or add --simulate to run against the "
             "local simulator without one."
         )
+    value = env[source].strip()
+    check_key(value, f"${source}")
     default = MEGALLM_URL if source == "MEGALLM_API_KEY" else ANTHROPIC_URL
     url = base_url or env.get(BASE_URL_VARIABLE) or default
     return Endpoint(
         base_url=normalise_base_url(url, allow_insecure=allow_insecure),
-        api_key=ApiKey(env[source].strip()),
+        api_key=ApiKey(value),
         key_source=f"${source}",
     )
 
@@ -147,9 +209,21 @@ def read_timeout(max_tokens: int) -> float:
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """The server's wait in seconds (``retry-after-ms``, else ``retry-after``), or None when
     it gave none worth following: a wait of zero or less, or a date already past, would
-    retry at once into a storm, so our own backoff applies instead, as the official SDK's."""
+    retry at once into a storm, so our own backoff applies instead, as the official SDK's;
+    a value that is not a finite number is no wait either. A wait over ``MAX_PAUSE_S`` is
+    cut to it, and logged: one reply must not be able to stop the run for ever."""
     millis = _seconds(headers.get("retry-after-ms"), scale=1000.0)
-    return millis if millis is not None else _seconds(headers.get("retry-after"))
+    seconds = millis if millis is not None else _seconds(headers.get("retry-after"))
+    if seconds is not None and seconds > MAX_PAUSE_S:
+        log.warning(
+            "the server asked for a pause of %.0f s (retry-after); pausing %.0f s, the most "
+            "a run waits on one reply",
+            seconds,
+            MAX_PAUSE_S,
+            extra={"event": "retry_after_capped", "asked_s": seconds},
+        )
+        return MAX_PAUSE_S
+    return seconds
 
 
 def _seconds(value: str | None, *, scale: float = 1.0) -> float | None:
@@ -164,7 +238,7 @@ def _seconds(value: str | None, *, scale: float = 1.0) -> float | None:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
-    return seconds if seconds > 0 else None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:
@@ -185,14 +259,15 @@ def _error_from_status(
     retry_after = _retry_after(headers)
 
     def make(kind: type[PipelineError], text: str) -> PipelineError:
-        return kind(
+        error = kind(
             text,
             status=status,
             error_type=error_type,
-            request_id=request_id,
+            request_id=str(request_id) if request_id is not None else None,
             retry_after=retry_after,
             should_retry=_should_retry(headers),
         )
+        return redact_error(error, endpoint.api_key)
 
     where = endpoint.base_url
     if status == 401:
@@ -363,6 +438,10 @@ class MessagesClient:
         self.endpoint = endpoint
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout_s
+        parts = urlsplit(endpoint.base_url)
+        # Plain http is allowed only to this machine: never through a proxy from the
+        # environment ($http_proxy, $all_proxy), which would see the key in clear.
+        direct = parts.scheme == "http" and _is_loopback(parts.hostname or "")
         self._http = httpx.AsyncClient(
             base_url=endpoint.base_url,
             headers={
@@ -374,6 +453,7 @@ class MessagesClient:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             timeout=httpx.Timeout(60.0, connect=connect_timeout),
             transport=transport,
+            trust_env=not direct,
         )
 
     def __repr__(self) -> str:
@@ -404,11 +484,18 @@ class MessagesClient:
 
     def _translate(self, exc: httpx.HTTPError) -> PipelineError:
         host = self.endpoint.host
+        error: PipelineError
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return ConnectionFailed(f"Could not connect to {host}: {exc or type(exc).__name__}")
-        if isinstance(exc, httpx.TimeoutException):
-            return ReplyTimedOut(f"{host} did not reply in time ({type(exc).__name__})")
-        return BrokenReply(f"The connection to {host} broke: {exc or type(exc).__name__}")
+            error = ConnectionFailed(f"Could not connect to {host}: {exc or type(exc).__name__}")
+        elif isinstance(exc, httpx.TimeoutException):
+            error = ReplyTimedOut(f"{host} did not reply in time ({type(exc).__name__})")
+        else:
+            error = BrokenReply(f"The connection to {host} broke: {exc or type(exc).__name__}")
+        return redact_error(error, self.endpoint.api_key)
+
+    def _request_id(self, response: httpx.Response) -> str | None:
+        found = response.headers.get("request-id")
+        return None if found is None else redact(found, self.endpoint.api_key)
 
     async def create(
         self,
@@ -430,11 +517,14 @@ class MessagesClient:
             )
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
+        except PipelineError as exc:  # a stream that broke off: the server's words
+            redact_error(exc, self.endpoint.api_key)
+            raise
         if on_headers is not None:
             on_headers(response.headers)
         if response.status_code != 200:
             raise self._fail(response)
-        request_id = response.headers.get("request-id")
+        request_id = self._request_id(response)
         try:
             message = response.json()
         except ValueError as exc:
@@ -455,7 +545,7 @@ class MessagesClient:
             if response.status_code != 200:
                 await response.aread()
                 raise self._fail(response)
-            assembler = _StreamAssembler(response.headers.get("request-id"))
+            assembler = _StreamAssembler(self._request_id(response))
             try:
                 async for event in EventSource(response).aiter_sse():
                     assembler.feed(event.event, json.loads(event.data) if event.data else {})

@@ -25,6 +25,7 @@ The clock and the sleep are injected, so tests run on virtual time.
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
@@ -34,6 +35,9 @@ import anyio
 from pipeline.errors import ConfigError
 
 Clock = Callable[[], float]
+# The longest pause one reply can impose (a 429's retry-after): every request waits it out,
+# so a server's "retry after a week" (or inf, or a date in 2099) is cut to this, and logged.
+MAX_PAUSE_S = 300.0
 Sleep = Callable[[float], Awaitable[None]]
 
 RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
@@ -249,8 +253,12 @@ class Pacer:
             self._history.add(self._clock(), output=output_tokens)
 
     def cooldown(self, seconds: float) -> None:
-        """Pause every caller for ``seconds`` (a 429's retry-after)."""
+        """Pause every caller for ``seconds`` (a 429's retry-after), at most ``MAX_PAUSE_S``;
+        a wait that is not a finite number is no pause."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
         self.cooldowns += 1
+        seconds = min(seconds, MAX_PAUSE_S)
         self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)
 
     def observe(self, headers: Mapping[str, str], reservation: Reservation) -> None:

@@ -2,7 +2,8 @@
 
 Defaults suit work nobody is watching: far more patient than the SDK's two retries. A wait
 is the server's ``retry-after-ms`` / ``retry-after`` when it gave one above zero (the client
-drops a zero or a date already past), else exponential backoff with jitter;
+drops a zero, a date already past or a value that is not a finite number; no wait is longer
+than ``pipeline.limits.MAX_PAUSE_S``), else exponential backoff with jitter;
 ``x-should-retry`` overrides the error's class either way (see ``pipeline.errors.is_retryable``).
 Tenacity runs the loop; the clock and sleep are injected.
 """
@@ -17,7 +18,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pipeline.errors import ConfigError, PipelineError, is_retryable
-from pipeline.limits import Clock, Sleep
+from pipeline.limits import MAX_PAUSE_S, Clock, Sleep
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class RetryPolicy:
     def wait_s(self, attempt: int, error: BaseException | None, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if isinstance(error, PipelineError) and error.retry_after is not None:
-            return min(error.retry_after, self.max_elapsed_s)
+            return min(error.retry_after, self.max_elapsed_s, MAX_PAUSE_S)
         ceiling = min(self.max_wait_s, self.initial_wait_s * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + rng.random() / 2)  # jitter: spread retries that failed together
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import string
 import tomllib
 from collections.abc import Callable
@@ -70,6 +71,18 @@ def _plain_name(value: str) -> str:
         raise ValueError(
             "must be a plain name (no / or \\, not . or ..): it names the default output, "
             "out/NAME.parquet; set output.path to write elsewhere"
+        )
+    return value
+
+
+def _key_variable(value: str) -> str:
+    # A job file picks the host (endpoint.base_url) and the variable sent to it as the key:
+    # only a variable named as an API key may be picked, never GITHUB_TOKEN or AWS_SECRET_...
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*API_KEY", value):
+        raise ValueError(
+            "must name an environment variable ending in API_KEY (upper-case letters, digits "
+            "and _), e.g. MEGALLM_API_KEY or WORK_ANTHROPIC_API_KEY: the variable's value is "
+            "sent to endpoint.base_url as the key, so a job file may not pick any other"
         )
     return value
 
@@ -151,7 +164,7 @@ class EndpointSpec(_Section):
     batch_poll_s: Annotated[float, Field(ge=0.01, le=3_600, allow_inf_nan=False)] = 60.0
     batch_max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     base_url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: Annotated[str, AfterValidator(_key_variable)] | None = None
     allow_insecure_http: bool = False
     stream: bool = False
 
