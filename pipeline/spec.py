@@ -32,6 +32,7 @@ from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
 from pipeline.pricing import Price, list_price
 from pipeline.readers import patterns
+from pipeline.readers.sensitive import secret_by_content, secret_by_name
 from pipeline.report import page_path, report_path
 
 CONTEXT_WINDOW = 200_000
@@ -267,6 +268,8 @@ class Job:
                     f"prompt.template_file: {template_path} is not UTF-8 text (byte "
                     f"{exc.start:,}); save the template as UTF-8"
                 ) from exc
+            if spec.inputs.skip_secrets:
+                _check_template_secrets(template_path, self.template)
         else:
             self.template = prompt.template or ""
         _check_template("prompt.template", self.template, needs_text=spec.inputs.mode == "text")
@@ -479,6 +482,20 @@ def _check_output(path: Path) -> None:
         raise ConfigError(
             f"output.path: {path} exists and is not a Parquet file: the results would replace "
             "it; choose another output path"
+        )
+
+
+def _check_template_secrets(path: Path, text: str) -> None:
+    """A template file goes into every request: the secret checks an input gets apply, on
+    its name, the name of what it links to, and its text."""
+    names = (path.name, os.path.basename(os.path.realpath(path)))
+    reason = next(filter(None, map(secret_by_name, names)), None)
+    reason = reason or secret_by_content(path.name, text)
+    if reason:
+        raise ConfigError(
+            f"prompt.template_file: {path} looks like credentials ({reason}), and the template "
+            "is sent with every document; point it at the prompt's own file (or set "
+            "inputs.skip_secrets = false if it is safe)"
         )
 
 

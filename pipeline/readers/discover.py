@@ -90,7 +90,7 @@ class _Input:
 def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
     """Walk the inputs in a stable sorted order (in each folder its files by name, then its
     folders). Yields candidates to read and problems (not raised) for files left out that the
-    user must see. Never yields one file twice.
+    user must see. Never yields one file to read twice (a link and its target: once).
 
     Raises ``ConfigError`` for a bad include/exclude pattern or an input path that does not
     exist, before yielding anything; and for a glob that matched no file, once walked."""
@@ -99,7 +99,8 @@ def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
     seen: set[tuple[int, int]] = set()
     for item in inputs:
         if item.info is not None and not stat.S_ISDIR(item.info.st_mode):
-            found = _file(item.given, printable(str(item.given)), item.info, options, seen)
+            real = os.path.basename(os.path.realpath(item.given))
+            found = _file(item.given, printable(str(item.given)), item.info, options, seen, real)
             if found is not None:
                 yield found
         elif item.glob is None:
@@ -145,18 +146,24 @@ def _check(given: Path) -> _Input:
 
 
 def _file(
-    path: Path, source: str, info: os.stat_result, options: InputOptions, seen: set[tuple[int, int]]
+    path: Path,
+    source: str,
+    info: os.stat_result,
+    options: InputOptions,
+    seen: set[tuple[int, int]],
+    real_name: str | None = None,
 ) -> Found | None:
-    """A file that passed the filters: a candidate, a problem, or None if already listed."""
-    key = (info.st_dev, info.st_ino)
-    if key in seen:
-        return None
-    seen.add(key)
+    """A file that passed the filters: a candidate, a problem, or None if already listed.
+
+    ``real_name``: the name of the file a link leads to, checked against the secret rules as
+    the link's own name is. Only candidates count as listed: a link that is left out does not
+    hide the file it leads to, which gets its own row."""
     name = path.name
     suffix = suffix_of(name)
     problem: InputProblem | None = None
-    if options.skip_secrets and (reason := secret_by_name(name)):
-        problem = secret_file(source, reason)
+    secret = secret_by_name(name) or (secret_by_name(real_name) if real_name else None)
+    if options.skip_secrets and secret:
+        problem = secret_file(source, secret)
     elif suffix in BINARY:
         problem = binary_file(source, f"is a {suffix} file, not text")
     elif options.mode != "attach" and suffix in IMAGES:
@@ -167,7 +174,11 @@ def _file(
         problem = too_large(source, info.st_size, options.max_file_bytes)
     if problem is not None:
         return tagged(problem, source)
-    return Candidate(path, source)
+    key = (info.st_dev, info.st_ino)
+    if key in seen:
+        return None
+    seen.add(key)
+    return Candidate(path, source, key)
 
 
 def _walk(walk: _Walk, root: str) -> Iterator[Found]:
@@ -315,7 +326,7 @@ def _link(
             relative,
         )
     walk.matched += 1
-    return _file(Path(entry.path), relative, info, options, walk.seen)
+    return _file(Path(entry.path), relative, info, options, walk.seen, os.path.basename(target))
 
 
 def _identity(path: str) -> tuple[int, int] | None:

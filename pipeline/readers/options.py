@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -50,3 +50,5 @@ class Candidate:
 
     path: Path
     source: str  # relative to its input root (posix style), or the path as given for a file
+    # (device, inode) of the file discovery checked: the read opens that file or none
+    identity: tuple[int, int] | None = field(default=None, compare=False)

@@ -10,10 +10,12 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from pipeline.errors import (
     BinaryFile,
     EmptyFile,
+    InputProblem,
     SecretFile,
     Skipped,
     TooLarge,
@@ -24,9 +26,12 @@ from pipeline.readers import images, pdf
 from pipeline.readers.formats import Format, Kind, is_binary_suffix, lookup, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.sensitive import secret_by_content, secret_by_name
-from pipeline.readers.text import NotText, decode
+from pipeline.readers.text import NotText, decode, may_hold_nul
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+# Text is read this much at a time, and the read stops at the first NUL byte (binary): a
+# huge file of zeros (a sparse file, once inputs.max_file_bytes is raised) is never read whole.
+_TEXT_CHUNK = 4 * 1024 * 1024
 
 
 def document_id(source: str, content_hash: str) -> str:
@@ -61,8 +66,19 @@ def binary_file(label: str, what: str) -> BinaryFile:
     return BinaryFile(f"{label} {what}; leave it out with inputs.exclude")
 
 
-def read_bytes(path: Path, label: str, limit: int) -> bytes:
-    """The file's bytes, at most ``limit``; opening never blocks (a FIFO is refused)."""
+def read_bytes(
+    path: Path,
+    label: str,
+    limit: int,
+    *,
+    identity: tuple[int, int] | None = None,
+    text: bool = False,
+) -> bytes:
+    """The file's bytes, at most ``limit``; opening never blocks (a FIFO is refused).
+
+    ``identity``: the (device, inode) discovery saw; a file swapped since (replaced, or made a
+    link elsewhere) is refused, not read. ``text``: stop at the first chunk that holds a NUL
+    byte (binary, unless the file starts as UTF-16/32): the bytes so far are returned."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError as exc:
@@ -78,14 +94,17 @@ def read_bytes(path: Path, label: str, limit: int) -> bytes:
         raise Unreadable(f"{label} cannot be opened ({exc.strerror or exc})") from exc
     try:
         info = os.fstat(fd)
+        if identity is not None and (info.st_dev, info.st_ino) != identity:
+            raise Unreadable(
+                f"{label} changed after the inputs were listed (replaced, or made a link to "
+                "another file), so it was not read; run again to read what is there now"
+            )
         if not stat.S_ISREG(info.st_mode):
             raise Skipped(f"{label} is not a regular file (a directory, pipe or device)")
         if info.st_size > limit:
             raise too_large(label, info.st_size, limit)
         with open(fd, "rb", closefd=False) as file:
-            data = file.read(info.st_size + 1)
-            if len(data) > info.st_size:  # it grew since the stat: read on, to the limit
-                data += file.read(limit + 1 - len(data))
+            data = _read_until_nul(file, limit) if text else _read_all(file, info.st_size, limit)
     except OSError as exc:
         raise Unreadable(f"{label} could not be read ({exc.strerror or exc})") from exc
     finally:
@@ -95,10 +114,30 @@ def read_bytes(path: Path, label: str, limit: int) -> bytes:
     return data
 
 
+def _read_all(file: BinaryIO, size: int, limit: int) -> bytes:
+    data = file.read(size + 1)
+    if len(data) > size:  # it grew since the stat: read on, to the limit
+        data += file.read(limit + 1 - len(data))
+    return data
+
+
+def _read_until_nul(file: BinaryIO, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit and (chunk := file.read(min(_TEXT_CHUNK, limit + 1 - total))):
+        chunks.append(chunk)
+        total += len(chunk)
+        if b"\0" in chunk and not may_hold_nul(chunks[0]):
+            break  # binary: what was read says so
+    return b"".join(chunks)
+
+
 def read_document(candidate: Candidate, options: InputOptions) -> Document:
     """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input."""
     label, name = candidate.source, candidate.path.name
-    if options.skip_secrets and (reason := secret_by_name(name)):
+    if options.skip_secrets and (
+        reason := secret_by_name(name) or secret_by_name(os.path.basename(os.path.realpath(candidate.path)))
+    ):
         raise secret_file(label, reason)
     if is_binary_suffix(name):
         raise binary_file(label, f"is a {suffix_of(name)} file, not text")
@@ -106,7 +145,13 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     if found.kind == "image" and options.mode != "attach":
         raise image_in_text_mode(label)
 
-    data = read_bytes(candidate.path, label, options.max_file_bytes)
+    data = read_bytes(
+        candidate.path,
+        label,
+        options.max_file_bytes,
+        identity=candidate.identity,
+        text=found.kind not in ("pdf", "image"),
+    )
     if not data:
         raise EmptyFile(f"{label} is empty (0 bytes): there is nothing to send")
     content_hash = hashlib.sha256(data).hexdigest()
@@ -118,6 +163,8 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     if found.kind == "pdf":
         kind = "pdf"
         if options.mode == "attach":
+            if options.skip_secrets:
+                _scan_attached(data, label, name, pdf_text=True)
             attachments, notes = pdf.attachments(data, label)
         else:
             sections, notes = pdf.read_text(data, label)
@@ -126,6 +173,8 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
                 raise secret_file(label, reason)
     elif found.kind == "image":
         kind = "image"
+        if options.skip_secrets:
+            _scan_attached(data, label, name, pdf_text=False)
         attachment, notes = images.attachment(data, label, found.media_type or "")
         attachments = (attachment,)
     else:
@@ -143,6 +192,22 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
         language=language,
         notes=notes,
     )
+
+
+def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> None:
+    """The content secret scan for a file sent as it is (attach mode): its raw bytes (PDF
+    metadata and uncompressed streams, an image's text chunks and EXIF), and a PDF's text.
+    Text drawn as pixels (a screenshot of a key) is not found: that needs OCR."""
+    if reason := secret_by_content(name, data.decode("latin-1")):
+        raise secret_file(label, reason)
+    if not pdf_text:
+        return
+    try:
+        sections, _ = pdf.read_text(data, label)
+    except InputProblem:
+        return  # no text to scan (a scan, a damaged file): attachments() says what it can
+    if reason := secret_by_content(name, "\n".join(section.text for section in sections)):
+        raise secret_file(label, reason)
 
 
 def _read_text(

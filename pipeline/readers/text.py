@@ -41,6 +41,11 @@ class Decoded:
     note: str | None = None  # how it was decoded, when not plain UTF-8
 
 
+def may_hold_nul(head: bytes) -> bool:
+    """Do these first bytes start UTF-16 or UTF-32 text (where NUL bytes are text)?"""
+    return any(head.startswith(bom) for bom, _ in _WIDE_BOMS)
+
+
 def decode(data: bytes) -> Decoded:
     """Decode a file's bytes; raises ``NotText``."""
     for bom, codec in _WIDE_BOMS:
