@@ -338,6 +338,7 @@ def _load(args: argparse.Namespace) -> Job:
         inputs=args.paths or None,
         output=getattr(args, "output", None),
         base_url=getattr(args, "base_url", None),
+        log_file=getattr(args, "log_file", None),
     )
 
 
@@ -345,7 +346,7 @@ def run_validate(args: argparse.Namespace) -> int:
     job = _load(args)
     check_inputs(job)
     budget = job.chunk_budget(estimate_text)
-    print(
+    logs.echo(
         f"{args.job}: ok. Job '{job.name}': model {job.spec.model.name}, "
         f"{job.spec.chunking.strategy}, up to {budget:,} tokens a chunk, output {job.output_path}"
     )
@@ -372,10 +373,10 @@ def run_job_command(args: argparse.Namespace) -> int:
     if args.log_json:
         log.info("run report", extra={"event": "report", "report": outcome.report})
     elif not args.quiet:
-        print(report.render(outcome.report))
-        print(f"  report     {report.report_path(outcome.output)}")
+        logs.echo(report.render(outcome.report))
+        logs.echo(f"  report     {report.report_path(outcome.output)}")
         if spec.output.html_report:
-            print(f"  page       {report.page_path(outcome.output)}")
+            logs.echo(f"  page       {report.page_path(outcome.output)}")
     if outcome.ended == "interrupted":
         log.warning("interrupted; run the same command again to finish")
         return EXIT_INTERRUPTED
@@ -441,7 +442,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.as_dict(made, job.price, job.limits), indent=2))
     else:
-        print(plan.render(made, job.price, job.limits))
+        logs.echo(plan.render(made, job.price, job.limits))
     return EXIT_OK
 
 
@@ -451,9 +452,12 @@ def run_report(args: argparse.Namespace) -> int:
         from pipeline import page  # Jinja2 and the charts: loaded only for a page
 
         written = page.write_for(past, args.output, Path(args.html) if args.html else None)
-        print(f"wrote {written}")
+        logs.echo(f"wrote {written}")
         return EXIT_OK
-    print(json.dumps(past, indent=2) if args.json else report.render(past))
+    if args.json:
+        print(json.dumps(past, indent=2))
+    else:
+        logs.echo(report.render(past))
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ reach the sink, and the error is raised to the caller.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import Counter
@@ -37,6 +38,8 @@ from pipeline.errors import (
 from pipeline.limits import Clock, Limits, Pacer, Sleep
 from pipeline.models import Attempt, Call, CallResult, Reply
 from pipeline.retry import RetryPolicy, call_with_retries
+
+log = logging.getLogger("pipeline.pool")
 
 Sink = Callable[[CallResult], Awaitable[None]]
 DEFAULT_CONCURRENCY = 8
@@ -114,6 +117,21 @@ class Engine:
                         error_kind=exc.kind,
                         request_id=exc.request_id,
                     )
+                )
+                log.debug(  # every failed attempt, for --log-file (the console shows INFO up)
+                    "%s: attempt %d failed (%s): %s",
+                    call.key,
+                    len(attempts),
+                    exc.kind,
+                    exc,
+                    extra={
+                        "event": "attempt_failed",
+                        "call": call.key,
+                        "attempt": len(attempts),
+                        "error_type": exc.kind,
+                        "status": exc.status,
+                        "request_id": exc.request_id,
+                    },
                 )
                 raise
             self.connected = True

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.atomic import partial_path
+from pipeline.atomic import partial_affixes
 from pipeline.client import normalise_base_url
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
@@ -250,8 +250,11 @@ class Job:
     checked to be writable; where it lies inside an input folder, what a run writes there is
     left out of the inputs (``own_files``)."""
 
-    def __init__(self, spec: JobSpec, *, base_dir: Path, name: str) -> None:
+    def __init__(
+        self, spec: JobSpec, *, base_dir: Path, name: str, log_file: Path | None = None
+    ) -> None:
         self.spec = spec
+        self.log_file = log_file
         self.base_dir = base_dir
         self.name = spec.job.name or name
         prompt = spec.prompt
@@ -286,33 +289,37 @@ class Job:
                 spec.endpoint.base_url, allow_insecure=spec.endpoint.allow_insecure_http
             )
         _check_output(self.output_path)
+        _check_siblings(self.output_path, self.calls_path)
         self.spec = self._without_own_files(spec)
 
     def _without_own_files(self, spec: JobSpec) -> JobSpec:
         """The spec with what a run writes added to ``inputs.exclude`` where it lies inside an
-        input folder (``pipeline run job.toml . --output review.parquet``), so that the next
-        run does not read its own results, state or lock file as inputs."""
-        folder = os.path.realpath(self.output_path.parent)
-        names = [patterns.literal(path.name) for path in self.own_files]
+        input folder (``pipeline run job.toml . --output review.parquet``, or a ``--log-file``
+        there), so that no run reads its own results, state, lock or log as inputs."""
+        written = [(path, patterns.literal(path.name)) for path in self.own_files]
         # the files as they are written, before they replace the old ones (``pipeline.atomic``)
-        names += [
-            patterns.literal(partial_path(path).name)
-            for path in (
-                self.output_path,
-                self.calls_path,
-                report_path(self.output_path),
-                page_path(self.output_path),
-            )
-        ]
+        for path in (
+            self.output_path,
+            self.calls_path,
+            report_path(self.output_path),
+            page_path(self.output_path),
+        ):
+            prefix, suffix = partial_affixes(path)
+            pattern = patterns.literal(prefix) + "*" + patterns.literal(suffix)
+            written.append((path, pattern))
         excluded: list[str] = []
         for root in self._input_roots():
-            relative = os.path.relpath(folder, os.path.realpath(root))
-            if relative == os.pardir or relative.startswith(os.pardir + os.sep):
-                continue
-            inside = (
-                "" if relative == os.curdir else patterns.literal(Path(relative).as_posix()) + "/"
-            )
-            excluded.extend(f"/{inside}{name}" for name in names)
+            real_root = os.path.realpath(root)
+            for path, pattern in written:
+                relative = os.path.relpath(os.path.realpath(path.parent), real_root)
+                if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+                    continue
+                inside = (
+                    ""
+                    if relative == os.curdir
+                    else patterns.literal(Path(relative).as_posix()) + "/"
+                )
+                excluded.append(f"/{inside}{pattern}")
         if not excluded:
             return spec
         exclude = [*spec.inputs.exclude, *dict.fromkeys(excluded)]
@@ -330,10 +337,11 @@ class Job:
     @property
     def own_files(self) -> tuple[Path, ...]:
         """Every file a run writes: the results, the calls, the report, the state (with
-        SQLite's journal files) and the lock beside it (``pipeline.store``)."""
+        SQLite's journal files), the lock beside it (``pipeline.store``), and the log file."""
         state = self.state_path
         journals = (state.with_name(state.name + end) for end in ("-wal", "-shm", "-journal"))
         report = report_path(self.output_path)
+        log = (self.log_file,) if self.log_file is not None else ()
         return (
             self.output_path,
             self.calls_path,
@@ -342,6 +350,7 @@ class Job:
             state,
             *journals,
             state.with_suffix(".lock"),
+            *log,
         )
 
     def resolve(self, path: str) -> Path:
@@ -473,15 +482,30 @@ def _check_output(path: Path) -> None:
             f"output.path: {path} is a folder; name the Parquet file to write, e.g. "
             f"{path / 'results.parquet'}"
         )
+    _check_replaced(path, "a Parquet file", lambda head: head.startswith(b"PAR1"))
+
+
+def _check_siblings(output: Path, calls: Path) -> None:
+    """The files a run replaces beside the output are checked as the output is: what is
+    there must be an earlier run's, or the run is refused before anything is sent."""
+    _check_replaced(calls, "a Parquet file", lambda head: head.startswith(b"PAR1"))
+    _check_replaced(
+        report_path(output),
+        "a run's report",
+        lambda head: head.startswith(b"{") and b'"version"' in head,
+    )
+
+
+def _check_replaced(path: Path, what: str, ours: Callable[[bytes], bool]) -> None:
     try:
         with path.open("rb") as file:
-            head = file.read(4)
+            head = file.read(64)
     except OSError:
         return  # not there yet (or not readable: writing it will say so)
-    if head and head != b"PAR1":
+    if head and not ours(head):
         raise ConfigError(
-            f"output.path: {path} exists and is not a Parquet file: the results would replace "
-            "it; choose another output path"
+            f"output.path: {path} exists and is not {what}: the run would replace it with "
+            "its own; move it aside or choose another output path"
         )
 
 
@@ -572,13 +596,15 @@ def _describe(error: Any) -> str:
     return f"{location}: {message}{shown}"
 
 
-def parse_spec(data: dict[str, Any], *, base_dir: Path, name: str) -> Job:
+def parse_spec(
+    data: dict[str, Any], *, base_dir: Path, name: str, log_file: Path | None = None
+) -> Job:
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(error) for error in exc.errors()]
         raise ConfigError("the job spec has problems:\n  " + "\n  ".join(lines)) from None
-    return Job(spec, base_dir=base_dir, name=name)
+    return Job(spec, base_dir=base_dir, name=name, log_file=log_file)
 
 
 def load_job(
@@ -588,8 +614,10 @@ def load_job(
     inputs: list[str] | None = None,
     output: str | None = None,
     base_url: str | None = None,
+    log_file: Path | None = None,
 ) -> Job:
-    """Read, override and validate a job spec. Raises ConfigError naming the field."""
+    """Read, override and validate a job spec. Raises ConfigError naming the field.
+    ``log_file``: the run's ``--log-file``, never read as an input."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -606,4 +634,5 @@ def load_job(
         data.setdefault("output", {})["path"] = str(Path(output).resolve())
     if base_url:
         data.setdefault("endpoint", {})["base_url"] = base_url
-    return parse_spec(data, base_dir=path.resolve().parent, name=path.stem)
+    log = log_file.resolve() if log_file is not None else None
+    return parse_spec(data, base_dir=path.resolve().parent, name=path.stem, log_file=log)

@@ -10,15 +10,18 @@ finds its finished rows here and sends nothing for them. Only documents whose ro
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pipeline.errors import ConfigError, RunBusy
 
@@ -48,6 +51,8 @@ _RUN_SCHEMA = (
     "create temp table other_rows (source text not null, rows text not null, calls text not null)",
 )
 _DATETIMES = ("started_at", "finished_at")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+JOURNALS = ("-wal", "-shm", "-journal")
 
 
 def _unusable(path: Path, exc: Exception) -> ConfigError:
@@ -61,6 +66,56 @@ def _unusable(path: Path, exc: Exception) -> ConfigError:
         f"output.path: cannot keep the run's state at {path} ({reason}); give an --output "
         "in a folder this user can write, on a disk with room"
     )
+
+
+def _planted(path: Path) -> ConfigError:
+    return ConfigError(
+        f"output.path: {path} is a symbolic link, a hard link or not a regular file of this "
+        "user, and the run would write through it (another file could be overwritten); "
+        "remove it, or give another --output"
+    )
+
+
+def open_own(path: Path, flags: int) -> int:
+    """Open (creating it 0600) one of the run's own files beside the output: never through
+    a symbolic link, and never a file that is not a regular file of this user with one name
+    (a hard link to another file would be written through)."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _planted(path) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise _planted(path)
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.fchmod(fd, 0o600)  # made by an older version with the umask's mode: it holds answers
+    return fd
+
+
+def _check_state(path: Path) -> None:
+    """The state database and its journals: regular files of ours, or not there. A new
+    database is created here, 0600 (SQLite gives its journals the database's mode)."""
+    for end in JOURNALS:
+        journal = path.with_name(path.name + end)
+        try:
+            info = journal.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise _planted(journal)
+    fd = open_own(path, os.O_RDONLY)
+    try:
+        head = os.pread(fd, len(_SQLITE_HEADER), 0)
+    finally:
+        os.close(fd)
+    if head and head != _SQLITE_HEADER:
+        raise ConfigError(
+            f"output.path: the run's state at {path} is not a readable database (not SQLite); "
+            "move it aside (finished documents will then be sent again) or give another --output"
+        )
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -81,7 +136,8 @@ def finished_keys(path: Path) -> set[str]:
     if not path.exists():
         return set()
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # The path is quoted: a '#' or '?' in it would end the file name in a URI.
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
         try:
             return {key for (key,) in db.execute("select key from documents")}
         finally:
@@ -128,11 +184,19 @@ class ResultStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        lock = path.with_suffix(".lock")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock = open_own(lock, os.O_RDWR)
         except OSError as exc:
             raise _unusable(path, exc) from None
+        held = os.pread(self._lock, 64, 0).strip()
+        if held and not held.isdigit():
+            os.close(self._lock)
+            raise ConfigError(
+                f"output.path: {lock} holds something other than a run's pid, so it is not "
+                "this program's lock; move it aside, or give another --output"
+            )
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -143,6 +207,7 @@ class ResultStore:
                 "wait for it to finish (--wait), or give this run another --output"
             ) from None
         try:
+            _check_state(path)
             os.ftruncate(self._lock, 0)
             os.pwrite(self._lock, str(os.getpid()).encode(), 0)
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -151,8 +216,10 @@ class ResultStore:
             self._db.executescript(_SCHEMA)
             for statement in _RUN_SCHEMA:
                 self._db.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, ConfigError) as exc:
             os.close(self._lock)
+            if isinstance(exc, ConfigError):
+                raise
             raise _unusable(path, exc) from None
 
     def reuse(self, key: str, source: str) -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import partial_path, replacing
+from pipeline.atomic import leftover_partials, partial_affixes, replacing
 
 
 def test_the_new_content_replaces_the_old_only_when_complete(tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_the_new_content_replaces_the_old_only_when_complete(tmp_path: Path) -> 
         partial.write_text("second, half")
         assert target.read_text() == "first"  # a reader meanwhile sees the old file
     assert target.read_text() == "second, half"
-    assert not partial_path(target).exists()
+    assert not leftover_partials(target)
 
 
 def test_a_failed_write_keeps_the_old_file_and_removes_the_partial(tmp_path: Path) -> None:
@@ -33,13 +33,15 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_partial(tmp_path: Pat
     with pytest.raises(RuntimeError):
         write_then_fail()
     assert target.read_text() == "old"
-    assert not partial_path(target).exists()
+    assert not leftover_partials(target)
 
 
-def test_a_partial_left_by_a_killed_writer_is_overwritten(tmp_path: Path) -> None:
+def test_a_partial_left_by_a_killed_writer_is_removed(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
-    partial_path(target).write_bytes(b"PAR1 half a file from a killed run, longer than the new")
+    prefix, suffix = partial_affixes(target)
+    (tmp_path / f"{prefix}k1ll3d{suffix}").write_bytes(b"PAR1 half a file from a killed run")
     with replacing(target) as partial:
         partial.write_bytes(b"new")
     assert target.read_bytes() == b"new"
-    assert not partial_path(target).exists()
+    assert not leftover_partials(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]

@@ -136,7 +136,8 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input."""
     label, name = candidate.source, candidate.path.name
     if options.skip_secrets and (
-        reason := secret_by_name(name) or secret_by_name(os.path.basename(os.path.realpath(candidate.path)))
+        reason := secret_by_name(name)
+        or secret_by_name(os.path.basename(os.path.realpath(candidate.path)))
     ):
         raise secret_file(label, reason)
     if is_binary_suffix(name):

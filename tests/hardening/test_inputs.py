@@ -85,7 +85,8 @@ def test_a_template_file_gets_the_secret_checks(
     job = small_job(tmp_path, docs, prompt__template_file=f'"{name}"')
     assert main(["validate", str(job)]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "prompt.template_file" in err and "credentials" in err
+    assert "prompt.template_file" in err
+    assert "credentials" in err
     assert TOKEN not in err
 
 

@@ -64,7 +64,8 @@ def test_a_malformed_key_is_refused_by_its_variable_never_shown(
         assert server.seen == []  # refused before any connection
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert "$MEGALLM_API_KEY" in err and what in err
+    assert "$MEGALLM_API_KEY" in err
+    assert what in err
     assert "Traceback" not in err
     assert not out.exists()
     _nowhere(tmp_path, err)
@@ -144,7 +145,8 @@ def test_api_key_env_must_name_a_key_variable(
     job = small_job(tmp_path, docs, endpoint__api_key_env='"GITHUB_TOKEN"')
     assert main(["validate", str(job)]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "endpoint.api_key_env" in err and "API_KEY" in err
+    assert "endpoint.api_key_env" in err
+    assert "API_KEY" in err
     ok = small_job(tmp_path, docs, endpoint__api_key_env='"WORK_ANTHROPIC_API_KEY"')
     assert main(["validate", str(ok)]) == 0
 
