@@ -4,7 +4,8 @@ The new content is written beside the file under a unique name (``.NAME.XXXXXXXX
 made by ``mkstemp``: created new, never through a link, readable by its user only), flushed
 to disk and renamed over it. A name that already exists there, a link planted by someone
 else included, is never opened. A run killed while writing leaves its partial file; the next
-write of the same file removes such leftovers (regular files of this user only).
+write of the same file removes such leftovers (regular files of this user only), and the
+``.NAME.partial`` an older version used.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ def partial_affixes(path: Path) -> tuple[str, str]:
 
 def leftover_partials(path: Path) -> list[Path]:
     """Partial files of ``path`` that a killed writer left: regular files of this user."""
-    prefix, suffix = partial_affixes(path)
+    prefix, _ = partial_affixes(path)
     found = []
     try:
         names = os.listdir(path.parent)
     except OSError:
         return []
     for name in names:
-        if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix + suffix):
+        if name.startswith(prefix) and name[len(prefix) :].endswith("partial"):
             candidate = path.parent / name
             try:
                 info = candidate.lstat()

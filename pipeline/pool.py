@@ -41,6 +41,26 @@ from pipeline.retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.pool")
 
+
+def _log_failed(call: Call, attempt: int, error: PipelineError) -> None:
+    """Every failed attempt, at DEBUG: what ``--log-file`` keeps (the console shows INFO up)."""
+    log.debug(
+        "%s: attempt %d failed (%s): %s",
+        call.key,
+        attempt,
+        error.kind,
+        error,
+        extra={
+            "event": "attempt_failed",
+            "call": call.key,
+            "attempt": attempt,
+            "error_type": error.kind,
+            "status": error.status,
+            "request_id": error.request_id,
+        },
+    )
+
+
 Sink = Callable[[CallResult], Awaitable[None]]
 DEFAULT_CONCURRENCY = 8
 
@@ -118,21 +138,7 @@ class Engine:
                         request_id=exc.request_id,
                     )
                 )
-                log.debug(  # every failed attempt, for --log-file (the console shows INFO up)
-                    "%s: attempt %d failed (%s): %s",
-                    call.key,
-                    len(attempts),
-                    exc.kind,
-                    exc,
-                    extra={
-                        "event": "attempt_failed",
-                        "call": call.key,
-                        "attempt": len(attempts),
-                        "error_type": exc.kind,
-                        "status": exc.status,
-                        "request_id": exc.request_id,
-                    },
-                )
+                _log_failed(call, len(attempts), exc)
                 raise
             self.connected = True
             usage = reply.usage

@@ -304,8 +304,8 @@ class Job:
             report_path(self.output_path),
             page_path(self.output_path),
         ):
-            prefix, suffix = partial_affixes(path)
-            pattern = patterns.literal(prefix) + "*" + patterns.literal(suffix)
+            prefix, _ = partial_affixes(path)
+            pattern = patterns.literal(prefix) + "*partial"  # .NAME.XXXXXXXX.partial
             written.append((path, pattern))
         excluded: list[str] = []
         for root in self._input_roots():

@@ -135,10 +135,8 @@ def _read_until_nul(file: BinaryIO, limit: int) -> bytes:
 def read_document(candidate: Candidate, options: InputOptions) -> Document:
     """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input."""
     label, name = candidate.source, candidate.path.name
-    if options.skip_secrets and (
-        reason := secret_by_name(name)
-        or secret_by_name(os.path.basename(os.path.realpath(candidate.path)))
-    ):
+    real_name = os.path.basename(os.path.realpath(candidate.path))  # a link's target's
+    if options.skip_secrets and (reason := secret_by_name(name) or secret_by_name(real_name)):
         raise secret_file(label, reason)
     if is_binary_suffix(name):
         raise binary_file(label, f"is a {suffix_of(name)} file, not text")
@@ -146,12 +144,9 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     if found.kind == "image" and options.mode != "attach":
         raise image_in_text_mode(label)
 
+    text = found.kind not in ("pdf", "image")
     data = read_bytes(
-        candidate.path,
-        label,
-        options.max_file_bytes,
-        identity=candidate.identity,
-        text=found.kind not in ("pdf", "image"),
+        candidate.path, label, options.max_file_bytes, identity=candidate.identity, text=text
     )
     if not data:
         raise EmptyFile(f"{label} is empty (0 bytes): there is nothing to send")
@@ -163,15 +158,7 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     kind: Kind
     if found.kind == "pdf":
         kind = "pdf"
-        if options.mode == "attach":
-            if options.skip_secrets:
-                _scan_attached(data, label, name, pdf_text=True)
-            attachments, notes = pdf.attachments(data, label)
-        else:
-            sections, notes = pdf.read_text(data, label)
-            text = "\n".join(section.text for section in sections)
-            if options.skip_secrets and (reason := secret_by_content(name, text)):
-                raise secret_file(label, reason)
+        sections, attachments, notes = _read_pdf(data, label, name, options)
     elif found.kind == "image":
         kind = "image"
         if options.skip_secrets:
@@ -193,6 +180,22 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
         language=language,
         notes=notes,
     )
+
+
+def _read_pdf(
+    data: bytes, label: str, name: str, options: InputOptions
+) -> tuple[tuple[Section, ...], tuple[Attachment, ...], tuple[str, ...]]:
+    """A PDF's text sections (text mode) or attachments (attach mode), and notes."""
+    if options.mode == "attach":
+        if options.skip_secrets:
+            _scan_attached(data, label, name, pdf_text=True)
+        attachments, notes = pdf.attachments(data, label)
+        return (), attachments, notes
+    sections, notes = pdf.read_text(data, label)
+    text = "\n".join(section.text for section in sections)
+    if options.skip_secrets and (reason := secret_by_content(name, text)):
+        raise secret_file(label, reason)
+    return sections, (), notes
 
 
 def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> None:

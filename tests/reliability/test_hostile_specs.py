@@ -280,19 +280,20 @@ def test_what_a_run_writes_inside_an_input_folder_is_never_an_input(
         output,
         output.with_name("my review?.calls.parquet"),
         output.with_name("my review?.report.json"),
-        output.with_name(".my review?.report.json.partial"),
+        output.with_name(".my review?.report.json.k1ll3d1x.partial"),
         output.with_name("my review?.report.html"),
-        output.with_name(".my review?.report.html.partial"),
+        output.with_name(".my review?.report.html.k1ll3d1x.partial"),
         output.with_name("my review?.state.sqlite"),
         output.with_name("my review?.state.sqlite-wal"),
         output.with_name("my review?.state.sqlite-shm"),
         output.with_name("my review?.state.sqlite-journal"),
         output.with_name("my review?.state.lock"),
-        output.with_name(".my review?.parquet.partial"),
-        output.with_name(".my review?.calls.parquet.partial"),
+        output.with_name(".my review?.parquet.k1ll3d1x.partial"),
+        output.with_name(".my review?.calls.parquet.partial"),  # an older version's name
     ]
-    for path in written:  # as a run leaves them: Parquet files, and the lock holding a pid
-        write(path.parent, path.name, b"PAR1" if path.suffix == ".parquet" else b"12345\n")
+    left = {".parquet": b"PAR1", ".json": b'{\n  "version": 1\n}\n'}
+    for path in written:  # as a run leaves them: Parquet, the report, the lock holding a pid
+        write(path.parent, path.name, left.get(path.suffix, b"12345\n"))
     write(spec_dir, f"docs/{folder}/notes.txt", "A note that is an input.")
     job = load_job(spec(spec_dir), output=str(output))
     assert set(job.own_files) < set(written)  # and the temporary

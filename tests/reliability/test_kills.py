@@ -101,12 +101,12 @@ def test_sigkill_and_sigterm_at_random_points_then_resume(
 def test_what_a_run_killed_while_writing_left_is_replaced_by_the_next_run(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
-    """SIGKILL during the final writes leaves ``.NAME.partial`` files (half a Parquet file,
-    half a report) beside an intact old output: the next run writes over them and renames
-    them into place, so nothing is left and nothing half-written is ever read."""
+    """SIGKILL during the final writes leaves ``.NAME.XXXXXXXX.partial`` files (half a Parquet
+    file, half a report) beside an intact old output (``.NAME.partial`` from older versions):
+    the next run removes them, so nothing is left and nothing half-written is ever read."""
     docs, out = make_docs(tmp_path / "docs", 3), tmp_path / "out.parquet"
     left = [
-        tmp_path / ".out.parquet.partial",
+        tmp_path / ".out.parquet.k1ll3d1x.partial",
         tmp_path / ".out.calls.parquet.partial",
         tmp_path / ".out.report.json.partial",
     ]
