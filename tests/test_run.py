@@ -265,14 +265,13 @@ def test_validate_refuses_an_input_path_that_matches_nothing(tmp_path: Path) -> 
     assert "does not exist" in done.stderr
 
 
-def test_results_get_the_usual_file_mode_not_a_temp_files(
+def test_results_are_readable_by_their_user_only_and_no_temporary_is_left(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     job = load_job(JOBS / "summarize.toml", output=str(tmp_path / "out.parquet"))
     outcome = anyio.run(run_job, job, endpoint_of(simulator))
-    mask = os.umask(0)
-    os.umask(mask)
-    assert outcome.output.stat().st_mode & 0o777 == 0o666 & ~mask
+    # 0600 whatever the umask: the results hold every answer (issue 20)
+    assert outcome.output.stat().st_mode & 0o777 == 0o600
     assert not list(tmp_path.glob(".*.partial"))  # no temporary left behind
 
 

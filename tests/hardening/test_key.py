@@ -15,7 +15,7 @@ from pipeline.cli import EXIT_USAGE, main
 from pipeline.client import ApiKey, Endpoint, MessagesClient
 from pipeline.simulator import SimulatorConfig
 from tests.conftest import StartSimulator
-from tests.hardening.support import KEY, Seen, error_reply, loopback, small_job
+from tests.hardening.support import KEY, Answer, Handler, Seen, error_reply, loopback, small_job
 
 FRAGMENTS = (KEY, KEY[:24], KEY[-16:])
 
@@ -71,8 +71,10 @@ def test_a_malformed_key_is_refused_by_its_variable_never_shown(
     _nowhere(tmp_path, err)
 
 
-def _echo(status: int, kind: str) -> object:
-    def answer(seen: Seen) -> tuple[int, dict[str, str], bytes]:
+def _echo(status: int, kind: str) -> Handler:
+    """A gateway that puts the key it was sent in its error message and request id."""
+
+    def answer(seen: Seen) -> Answer:
         if seen.target.startswith("/v1/models") and status != 401:
             return 200, {"content-type": "application/json"}, b'{"data": []}'
         key = seen.headers.get("x-api-key", "")
@@ -98,7 +100,7 @@ def test_a_gateway_that_echoes_the_key_has_it_scrubbed_everywhere(
     monkeypatch.setenv("MEGALLM_API_KEY", KEY)
     job = small_job(tmp_path, docs, retry__max_attempts="2")
     out = tmp_path / "out" / "r.parquet"
-    with loopback(_echo(status, kind)) as server:  # type: ignore[arg-type]
+    with loopback(_echo(status, kind)) as server:
         code = main(
             [
                 "run", str(job), "--output", str(out), "--base-url", server.url,
