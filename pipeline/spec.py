@@ -289,7 +289,7 @@ class Job:
                 spec.endpoint.base_url, allow_insecure=spec.endpoint.allow_insecure_http
             )
         _check_output(self.output_path)
-        _check_siblings(self.output_path, self.calls_path)
+        _check_siblings(self.output_path, self.calls_path, html=spec.output.html_report)
         self.spec = self._without_own_files(spec)
 
     def _without_own_files(self, spec: JobSpec) -> JobSpec:
@@ -485,7 +485,7 @@ def _check_output(path: Path) -> None:
     _check_replaced(path, "a Parquet file", lambda head: head.startswith(b"PAR1"))
 
 
-def _check_siblings(output: Path, calls: Path) -> None:
+def _check_siblings(output: Path, calls: Path, *, html: bool) -> None:
     """The files a run replaces beside the output are checked as the output is: what is
     there must be an earlier run's, or the run is refused before anything is sent."""
     _check_replaced(calls, "a Parquet file", lambda head: head.startswith(b"PAR1"))
@@ -494,6 +494,12 @@ def _check_siblings(output: Path, calls: Path) -> None:
         "a run's report",
         lambda head: head.startswith(b"{") and b'"version"' in head,
     )
+    if html:
+        _check_replaced(
+            page_path(output),
+            "a run's report page",
+            lambda head: head.startswith(b"<!doctype html>"),
+        )
 
 
 def _check_replaced(path: Path, what: str, ours: Callable[[bytes], bool]) -> None:

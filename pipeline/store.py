@@ -130,14 +130,19 @@ def document_key(doc_id: str, settings: str) -> str:
     return f"{doc_id}:{settings}"
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """The state opened read-only. The path is quoted: in a ``file:`` URI a '#' or '?' would
+    end the file's name (and a missing file would be made, empty, under the shorter name)."""
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+
+
 def finished_keys(path: Path) -> set[str]:
     """The keys of the documents finished in the state at ``path``, read without taking the
     job's lock (``pipeline plan`` may look while a run is going); empty if there is none."""
     if not path.exists():
         return set()
     try:
-        # The path is quoted: a '#' or '?' in it would end the file name in a URI.
-        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        db = _read_only(path)
         try:
             return {key for (key,) in db.execute("select key from documents")}
         finally:
@@ -152,7 +157,7 @@ def run_summaries(path: Path, last: int = 60) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = _read_only(path)
         try:
             found = db.execute(
                 "select summary from runs order by id desc limit ?", (last,)

@@ -80,7 +80,11 @@ def test_temporaries_are_unique_so_a_planted_one_is_left_alone(
 
 @pytest.mark.parametrize(
     ("name", "content"),
-    [("r.report.json", '{"my": "notes"}'), ("r.calls.parquet", "my own table")],
+    [
+        ("r.report.json", '{"my": "notes"}'),
+        ("r.calls.parquet", "my own table"),
+        ("r.report.html", "<html>my own page</html>"),
+    ],
 )
 def test_an_unrelated_file_beside_the_output_is_not_replaced(
     tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str], name: str, content: str

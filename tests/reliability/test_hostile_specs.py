@@ -291,7 +291,11 @@ def test_what_a_run_writes_inside_an_input_folder_is_never_an_input(
         output.with_name(".my review?.parquet.k1ll3d1x.partial"),
         output.with_name(".my review?.calls.parquet.partial"),  # an older version's name
     ]
-    left = {".parquet": b"PAR1", ".json": b'{\n  "version": 1\n}\n'}
+    left = {
+        ".parquet": b"PAR1",
+        ".json": b'{\n  "version": 1\n}\n',
+        ".html": b"<!doctype html>\n",
+    }
     for path in written:  # as a run leaves them: Parquet, the report, the lock holding a pid
         write(path.parent, path.name, left.get(path.suffix, b"12345\n"))
     write(spec_dir, f"docs/{folder}/notes.txt", "A note that is an input.")
