@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,25 @@ class FakeClock:
 
 
 StartSimulator = Callable[..., SimulatorServer]
+
+
+def wait_for_stats(
+    server: SimulatorServer,
+    ready: Callable[[dict[str, Any]], bool],
+    *,
+    process: subprocess.Popen[str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """The simulator's stats once ``ready(stats)`` holds (or ``process`` has ended): how a
+    test makes a signal or a kill land at a known point of a run, never after a guessed
+    sleep. Fails the test if neither happens within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = server.stats()
+        if ready(stats) or (process is not None and process.poll() is not None):
+            return stats
+        assert time.monotonic() < deadline, f"the simulator never got there: {stats}"
+        time.sleep(0.005)  # polling a condition, not waiting for it to come true by itself
 
 
 @pytest.fixture

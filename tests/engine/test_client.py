@@ -143,10 +143,15 @@ async def test_transport_errors_are_translated(
     raised: Exception, expected: type[Exception]
 ) -> None:
     def handle(request: httpx.Request) -> httpx.Response:
-        raise raised
+        assert request.headers["x-api-key"] == KEY  # the error is built from this request
+        raise type(raised)(str(raised), request=request)
 
-    with pytest.raises(expected):
+    with pytest.raises(expected) as caught:
         await create_with(httpx.MockTransport(handle))
+    error = caught.value
+    assert error.message  # says what happened ...
+    for shown in (str(error), repr(error), error.message, *map(str, error.args)):
+        assert KEY not in shown  # ... without the request's headers
 
 
 def test_the_key_never_shows() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
@@ -65,6 +66,36 @@ def test_a_run_with_a_recognisable_key_leaves_it_nowhere(
     captured = capsys.readouterr()
     assert (tmp_path / "out" / "run.log").stat().st_size > 0
     assert out.exists()
+    assert_nowhere(tmp_path, captured.out, captured.err)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_dropped_and_truncated_connections_leave_the_key_nowhere(
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stream: bool,
+) -> None:
+    """Transport errors are built by httpx from the request, which carries the key in its
+    headers: their text reaches error rows, the calls file, the log and the report."""
+    faults = Faults(drop=0.5, truncated=0.3, seed=5)
+    server = start_simulator(SimulatorConfig(api_keys=frozenset({KEY}), faults=faults))
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("MEGALLM_API_KEY", KEY)
+    out, log = tmp_path / "out" / "summaries.parquet", tmp_path / "out" / "run.log"
+    code = main(
+        [
+            "run", "jobs/summarize.toml", "--output", str(out), "--base-url", server.url,
+            "--log-file", str(log), "--set", "retry.max_attempts=2",
+            "--set", f"endpoint.stream={str(stream).lower()}",
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1  # some documents gave up on broken connections: error rows
+    broken = pl.read_parquet(out).filter(pl.col("error_type") == "retries_exhausted")
+    assert broken["error_message"].str.contains("connection to 127.0.0.1").any(), broken
+    assert server.stats()["faults"].get("drop", 0) > 0
     assert_nowhere(tmp_path, captured.out, captured.err)
 
 
