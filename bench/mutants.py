@@ -83,7 +83,9 @@ MUTANTS = (
                 "            if False and self.warm_up and not leader:  # MUTANT: no warm-up\n",
             ),
         ),
-        ("tests/test_cost.py::test_the_shared_prefix_is_cached_and_read_from_the_second_request_on",),
+        (
+            "tests/test_cost.py::test_the_shared_prefix_is_cached_and_read_from_the_second_request_on",
+        ),
     ),
     Mutant(
         "budget_ignores_max_tokens",
@@ -136,8 +138,17 @@ def check(mutant: Mutant) -> tuple[bool, float, str]:
         # Run from the copy: its ``pipeline`` comes first on sys.path (and for the
         # subprocesses the tests start, whose working directory is the copy).
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-rf"]
-            + list(mutant.tests),
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                "-rf",
+                *mutant.tests,
+            ],
             cwd=tree,
             capture_output=True,
             text=True,

@@ -52,9 +52,9 @@ def finish(process: subprocess.Popen[str], expected: int) -> None:
     assert process.returncode == expected, errors[-4_000:]
 
 
-def served_since(before: int) -> Callable[[dict[str, Any]], bool]:
-    """A ``wait_for_stats`` condition: at least ``before`` more replies served."""
-    return lambda stats: stats["served"]["total"] >= before
+def served_at_least(total: int) -> Callable[[dict[str, Any]], bool]:
+    """A ``wait_for_stats`` condition: the simulator has served ``total`` replies."""
+    return lambda stats: stats["served"]["total"] >= total
 
 
 def test_kill_9_at_random_points_then_resume(
@@ -70,7 +70,7 @@ def test_kill_9_at_random_points_then_resume(
         # A random point in the run: after 5 to 9 more replies (more than the 4 in flight).
         target = server.stats()["served"]["total"] + rng.randint(5, 9)
         process = start_run(server.url, server.api_key, docs, out)
-        stats = wait_for_stats(server, served_since(target), process=process)
+        stats = wait_for_stats(server, served_at_least(target), process=process)
         assert process.poll() is None, "the run ended before the kill: the test proved nothing"
         process.send_signal(signal.SIGKILL)
         in_flight_at_kills.append(stats["in_flight"])
@@ -94,7 +94,7 @@ def test_sigterm_saves_what_finished_and_exits_130(
     server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.2)))
     docs, out = make_docs(tmp_path / "docs"), tmp_path / "out.parquet"
     process = start_run(server.url, server.api_key, docs, out)
-    wait_for_stats(server, served_since(6), process=process)  # mid-run: 6 of 30 answered
+    wait_for_stats(server, served_at_least(6), process=process)  # mid-run: 6 of 30 answered
     process.send_signal(signal.SIGTERM)
     finish(process, 130)
     saved = pl.read_parquet(out)

@@ -25,7 +25,7 @@ from pipeline.report import report_path
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from pipeline.store import finished_keys
 from tests.conftest import StartSimulator, wait_for_stats
-from tests.test_interrupts import finish, make_docs, start_run
+from tests.test_interrupts import finish, make_docs, served_at_least, start_run
 
 DOCUMENTS = 100
 ROUNDS = 8
@@ -71,9 +71,7 @@ def test_sigkill_and_sigterm_at_random_points_then_resume(
         before, committed = served(server), len(finished_keys(state))
         process = start_run(server.url, server.api_key, docs, out)
         target = before.total() + more
-        stats = wait_for_stats(
-            server, lambda now: now["served"]["total"] >= target, process=process
-        )
+        stats = wait_for_stats(server, served_at_least(target), process=process)
         if process.poll() is None:
             process.send_signal(sent)
             landed[sent.name] += 1
