@@ -250,21 +250,26 @@ class Engine:
             if self.warm_up and not leader:
                 await first_done.wait()  # the first reply writes the prompt cache for all
             async with inbox, outbox:
-                async for call in inbox:
-                    if self.stopping:
-                        continue  # queued, never sent: a later run does it
-                    try:
-                        result = await self.execute(call)
-                    except RunFatal as exc:
-                        fatal.append(exc)
-                        stop.cancel()
-                        return
-                    finally:
-                        first_done.set()
-                    # A finished result was paid for: it reaches the sink even if the run
-                    # is being stopped around it.
-                    with anyio.CancelScope(shield=True):
-                        await outbox.send(result)
+                try:
+                    async for call in inbox:
+                        if self.stopping:
+                            continue  # queued, never sent: a later run does it
+                        try:
+                            result = await self.execute(call)
+                        except RunFatal as exc:
+                            fatal.append(exc)
+                            stop.cancel()
+                            return
+                        finally:
+                            first_done.set()
+                        # A finished result was paid for: it reaches the sink even if the
+                        # run is being stopped around it.
+                        with anyio.CancelScope(shield=True):
+                            await outbox.send(result)
+                finally:
+                    # No first call at all (the budget refused it, or a stop came first):
+                    # the others must not wait for it forever.
+                    first_done.set()
 
         async def drain() -> None:
             async with receive_results:

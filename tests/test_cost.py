@@ -11,10 +11,12 @@ import polars as pl
 import pytest
 
 from pipeline.client import ApiKey, Endpoint
+from pipeline.models import Usage
 from pipeline.planner import Unit, request_for
 from pipeline.runner import RunControl, RunOutcome, run_job
-from pipeline.simulator import SimulatorConfig, SimulatorServer
+from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from pipeline.spec import Job, parse_spec
+from pipeline.tokens import estimate_request
 from tests.conftest import StartSimulator
 
 # About 2,000 tokens by the simulator's count: over Sonnet's 1,024-token cache minimum.
@@ -56,7 +58,10 @@ def run(job: Job, server: SimulatorServer, **control: Any) -> RunOutcome:
 def test_the_shared_prefix_is_cached_and_read_from_the_second_request_on(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    server = start_simulator(SimulatorConfig())
+    # Replies take time, as real ones do: without the warm-up the first four requests would
+    # all be in flight together, each writing the cache (with instant replies they could
+    # not overlap, and the test would pass without it).
+    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.1)))
     outcome = run(make_job(tmp_path), server)
 
     rows = pl.read_parquet(outcome.output).sort("started_at")
@@ -66,8 +71,9 @@ def test_the_shared_prefix_is_cached_and_read_from_the_second_request_on(
     assert rows["cache_read_input_tokens"][0] == 0
     assert (rows["cache_read_input_tokens"][1:] == rows["cache_creation_input_tokens"][0]).all()
     assert (rows["cache_creation_input_tokens"][1:] == 0).all()
-    stats = server.stats()["cache"]
-    assert (stats["write_requests"], stats["read_requests"]) == (1, DOCUMENTS - 1)
+    stats = server.stats()
+    assert (stats["cache"]["write_requests"], stats["cache"]["read_requests"]) == (1, DOCUMENTS - 1)
+    assert stats["peaks"]["concurrency"] > 1  # after the first, they ran side by side
     tokens = outcome.report["tokens"]
     assert tokens["cache_read"] == rows["cache_read_input_tokens"].sum()
 
@@ -105,12 +111,21 @@ def test_a_prefix_below_the_models_minimum_is_not_marked(tmp_path: Path) -> None
     assert marker == {"type": "ephemeral", "ttl": "1h"}
 
 
+# Replies as long as max_tokens allows: a worst case that leaves out max_tokens, or prices
+# the cached prefix below the cache-write rate, is then far below what a request costs.
+LONG_REPLIES = SimulatorConfig(reply_tokens=(4_000, 4_000))
+LONG = {"max_tokens": 4_000}
+
+
 def test_the_budget_stops_the_run_before_it_passes(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    server = start_simulator(SimulatorConfig())
-    limit = 0.03  # a request's worst case is about $0.0116: (2,700 in at 3.75 + 300 out at 15)/1M
-    job = make_job(tmp_path, budget={"max_cost_usd": limit}, prompt={"cache": False})
+    server = start_simulator(LONG_REPLIES)
+    # A request's worst case is about $0.077 (4,600 tokens in by the estimate at 3.75, and
+    # 4,000 out at 15, a million); one costs about $0.063 (0.073 for the first, which writes
+    # the cache): six or seven are sent, not twelve.
+    limit = 0.5
+    job = make_job(tmp_path, budget={"max_cost_usd": limit}, model=LONG)
     outcome = run(job, server)
 
     assert outcome.ended == "budget"
@@ -120,23 +135,59 @@ def test_the_budget_stops_the_run_before_it_passes(
     rows = pl.read_parquet(outcome.output)
     assert 0 < len(rows) < DOCUMENTS
     assert set(rows["status"]) == {"ok"}
+    assert (rows["output_tokens"] == 4_000).all()  # the replies were as long as allowed
+    assert rows["cache_read_input_tokens"].sum() > 0  # and the prefix was cached
     assert rows["cost_usd"].sum() == pytest.approx(spent)
 
     # With room in the budget the same command finishes the rest, paying nothing twice.
-    more = make_job(tmp_path, budget={"max_cost_usd": 1.0}, prompt={"cache": False})
+    more = make_job(tmp_path, budget={"max_cost_usd": 2.0}, model=LONG)
     finished = run(more, server)
     assert finished.ended == "completed"
     assert len(pl.read_parquet(finished.output)) == DOCUMENTS
     assert server.stats()["served"]["max_per_request"] == 1
 
 
+def test_the_worst_case_prices_the_cached_prefix_at_the_cache_write_rate(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """The first request writes the cache, at 1.25 times the input rate: a budget that
+    would cover its worst case at the input rate, not at the cache-write rate, sends
+    nothing, and that request does cost more than such a budget."""
+    # The server counts 20% more than the text alone suggests (newer models' tokenizers
+    # do), still within the client's estimate, which leaves room for 35%.
+    server = start_simulator(SimulatorConfig(reply_tokens=(4_000, 4_000), token_scale=1.2))
+    job = make_job(tmp_path, model=LONG)
+    assert job.price is not None
+    first = sorted((tmp_path / "docs").iterdir())[0]
+    unit = Unit("whole", first.read_text(encoding="utf-8"))
+    params = request_for(job, _document(tmp_path), unit, template=job.template, final=True)
+    estimate = estimate_request(params)
+    at_input = job.price.cost(Usage(input_tokens=estimate, output_tokens=4_000))
+    at_write = job.price.cost(Usage(cache_creation_input_tokens=estimate, output_tokens=4_000))
+
+    stopped = run(make_job(tmp_path, budget={"max_cost_usd": at_input}, model=LONG), server)
+    assert stopped.ended == "budget"
+    assert stopped.report["cost_usd"] == 0
+    assert server.stats()["served"]["total"] == 0
+
+    # Room for the worst case at the cache-write rate: one request is sent, and it cost
+    # more than the budget above, which a worst case at the input rate would have passed.
+    one = run(make_job(tmp_path, budget={"max_cost_usd": at_write}, model=LONG), server)
+    assert one.ended == "budget"
+    assert server.stats()["cache"]["write_requests"] == 1
+    assert at_input < one.report["cost_usd"] <= at_write
+
+
 def test_a_token_budget_counts_every_token(start_simulator: StartSimulator, tmp_path: Path) -> None:
-    server = start_simulator(SimulatorConfig())
-    job = make_job(tmp_path, budget={"max_total_tokens": 12_000}, prompt={"cache": False})
+    server = start_simulator(LONG_REPLIES)
+    # A request's worst case is about 8,600 tokens: 4,600 in by the estimate and all 4,000
+    # of max_tokens; one uses about 7,400: about ten fit, not twelve.
+    job = make_job(tmp_path, budget={"max_total_tokens": 80_000}, model=LONG)
     outcome = run(job, server)
     assert outcome.ended == "budget"
     used = sum(outcome.report["tokens"].values())
-    assert 0 < used <= 12_000
+    assert 0 < used <= 80_000
+    assert len(pl.read_parquet(outcome.output)) >= 2
 
 
 def _document(tmp_path: Path):  # type: ignore[no-untyped-def]
