@@ -529,6 +529,16 @@ class JobRunner:
         except Exception as exc:  # any fault in drawing the page must not fail the run
             log.warning("could not write the report's page beside %s: %s", job.output_path, exc)
 
+    def _keeps_earlier_output(self) -> bool:
+        """A run stopped before it reached a single document (a refused key, a signal at
+        once) has nothing to say: an earlier run's output, report and page stay as they
+        were, rather than be replaced by empty ones."""
+        return (
+            self.ended != "completed"
+            and self.job.output_path.exists()
+            and next(self.store.output("rows"), None) is None
+        )
+
     def _write(self, totals: RunTotals | None) -> RunOutcome:
         schema = {**DOC_SCHEMA, **self.structured_columns}
         by_status: Counter[str] = Counter()
@@ -538,8 +548,11 @@ class JobRunner:
                 by_status[row["status"]] += 1
                 yield row
 
-        rows = write_parquet(counted(self.store.output("rows")), self.job.output_path, schema)
-        write_parquet(self.store.output("calls"), self.job.calls_path, CALL_SCHEMA)
+        keep = self._keeps_earlier_output()
+        rows = 0
+        if not keep:
+            rows = write_parquet(counted(self.store.output("rows")), self.job.output_path, schema)
+            write_parquet(self.store.output("calls"), self.job.calls_path, CALL_SCHEMA)
         info = RunInfo(
             job=self.job.name,
             model=self.job.spec.model.name,
@@ -552,10 +565,11 @@ class JobRunner:
             fatal_error=self.fatal_error,
         )
         summary = report.build(self.tally, info)
-        report.write(summary, self.job.output_path)
         self.store.record_run(summary)
-        if self.job.spec.output.html_report:
-            self._write_page(summary)
+        if not keep:
+            report.write(summary, self.job.output_path)
+            if self.job.spec.output.html_report:
+                self._write_page(summary)
         return RunOutcome(
             self.job.output_path,
             self.job.calls_path,

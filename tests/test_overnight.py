@@ -59,17 +59,21 @@ def test_max_duration_stops_gracefully_saves_and_the_next_run_continues(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # 20 documents, 4 at a time, 50 ms a reply: at least 250 ms of work; the deadline is 1 ms.
-    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.05)))
+    # 20 documents, 4 at a time, 0.5 s a reply: 2.5 s of work at least. The deadline, 1 s,
+    # lands mid-run: the first requests go out at once (the run is in this process), and
+    # the calls in flight when it comes finish and are saved.
+    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.5)))
     monkeypatch.setenv("MEGALLM_API_KEY", server.api_key)
     out = tmp_path / "out.parquet"
 
-    assert run(server, docs, out, "--max-duration", "0.001s") == EXIT_INCOMPLETE
+    assert run(server, docs, out, "--max-duration", "1s") == EXIT_INCOMPLETE
     assert "stopped at --max-duration" in capsys.readouterr().err
     first = pl.read_parquet(out)
-    assert len(first) < DOCUMENTS
-    assert set(first["status"]) <= {"ok"}
+    assert 0 < len(first) < DOCUMENTS  # some saved, some left
+    assert set(first["status"]) == {"ok"}
     assert json.loads((tmp_path / "out.report.json").read_text())["ended"] == "max_duration"
+    served = server.stats()["served"]["total"]
+    assert served == len(first)  # every reply paid for is saved; nothing else was sent
 
     assert run(server, docs, out) == EXIT_OK
     rows = pl.read_parquet(out)
@@ -78,7 +82,8 @@ def test_max_duration_stops_gracefully_saves_and_the_next_run_continues(
     assert summary["ended"] == "completed"
     assert summary["documents"]["reused"] == len(first)
     assert summary["documents"]["sent"] == DOCUMENTS - len(first)
-    # Nothing finished before the deadline was paid for again.
+    # The next run sent only the rest: nothing finished before the deadline paid again.
+    assert server.stats()["served"]["total"] - served == DOCUMENTS - len(first)
     assert server.stats()["served"]["max_per_request"] == 1
 
 

@@ -139,12 +139,34 @@ def test_code_review_skips_secrets_and_ignored_files(
 
 
 def test_wrong_key_stops_the_run_with_nothing_lost(
-    simulator: SimulatorServer, tmp_path: Path
+    start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    job = load_job(JOBS / "summarize.toml", output=str(tmp_path / "out.parquet"))
-    endpoint = Endpoint(simulator.url, ApiKey("sk-wrong-key-123"), key_source="$MEGALLM_API_KEY")
+    """A run with a refused key after one that finished: it stops before sending anything,
+    and loses nothing: the finished rows stay in the output, and the next run with the right
+    key sends only the document added since."""
+    server = start_simulator()
+    docs, out = tmp_path / "docs", str(tmp_path / "out.parquet")
+    docs.mkdir()
+    for n in range(5):
+        (docs / f"note-{n}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=out)
+    right = Endpoint(server.url, ApiKey(server.api_key), key_source="$MEGALLM_API_KEY")
+    first = anyio.run(run_job, job, right)
+    finished = pl.read_parquet(first.output)
+    assert len(finished) == 5
+    (docs / "note-5.txt").write_text("Note 5: added later.", encoding="utf-8")
+    served = server.stats()["served"]["total"]
+
+    wrong = Endpoint(server.url, ApiKey("sk-wrong-key-123"), key_source="$MEGALLM_API_KEY")
     with pytest.raises(AuthenticationFailed, match=r"\$MEGALLM_API_KEY was refused"):
-        anyio.run(run_job, job, endpoint)
+        anyio.run(run_job, job, wrong)
+    assert server.stats()["served"]["total"] == served  # nothing was answered
+    kept = pl.read_parquet(first.output)
+    assert kept.sort("source").equals(finished.sort("source"))  # nothing lost from the output
+
+    again = anyio.run(run_job, job, right)
+    assert (again.reused, len(pl.read_parquet(again.output))) == (5, 6)
+    assert server.stats()["served"]["total"] == served + 1  # only the new document was sent
 
 
 def run_cli(

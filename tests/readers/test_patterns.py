@@ -53,10 +53,15 @@ def test_split_glob_finds_the_fixed_part() -> None:
     assert split_glob(("/", "data", "x.pdf")) is None
 
 
-@given(st.lists(st.sampled_from(["a", "b", "c.txt", "d.md"]), min_size=1, max_size=6))
-def test_double_star_then_name_matches_that_name_at_any_depth(names: list[str]) -> None:
+NAMES = ["a", "b", "c.txt", "d.md"]
+
+
+@given(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6), st.sampled_from(NAMES))
+def test_double_star_then_name_matches_that_name_at_any_depth(names: list[str], name: str) -> None:
+    # That name last, at any depth: a match; any other name last: none, whatever is above.
+    assert Glob(["**", name]).matches(names) is (names[-1] == name)
+    assert Glob(["**", "**", name]).matches(names) is (names[-1] == name)
     assert Glob(["**", names[-1]]).matches(names)
-    assert Glob(["**", "**", names[-1]]).matches(names)
 
 
 def test_ignore_rules_deepest_file_decides() -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
@@ -203,8 +203,23 @@ def test_pypdf_notes_stay_with_the_document_their_thread_read(tmp_path: Path) ->
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(cut=st.integers(min_value=0, max_value=len(THREE_PAGES)))
+@example(cut=0)
+@example(cut=len(THREE_PAGES) // 2)
+@example(cut=len(THREE_PAGES))
 def test_any_truncation_is_a_document_or_a_problem(tmp_path: Path, cut: int) -> None:
-    assert isinstance(attempt(tmp_path, THREE_PAGES[:cut]), Document | InputProblem)
+    """Any prefix of the file is the document it still holds (only its own pages' text,
+    never bytes of the file read as text) or a problem that names the file; nothing else
+    escapes (``attempt`` lets any other exception through)."""
+    result = attempt(tmp_path, THREE_PAGES[:cut])
+    if isinstance(result, Document):
+        assert result.kind == "pdf"
+        assert set(result.text.split()) <= {"Page", "one", "two", "three", "text."}
+        assert result.text.strip(), "a document with no text should have been a problem"
+    else:
+        assert "doc.pdf" in result.message
+    if cut == len(THREE_PAGES):
+        assert isinstance(result, Document)
+        assert "Page three text." in result.text
 
 
 @settings(

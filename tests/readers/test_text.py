@@ -118,9 +118,13 @@ def test_unknown_suffixes_are_sniffed_as_text(tmp_path: Path) -> None:
     assert (document.kind, document.text) == ("text", "MIT License\n")
 
 
-def test_random_bytes_never_escape_as_anything_but_a_problem(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nul", [True, False], ids=["with-nul", "without-nul"])
+def test_random_bytes_never_escape_as_anything_but_a_problem(tmp_path: Path, nul: bool) -> None:
     data = random.Random(7).randbytes(4096)
-    with contextlib.suppress(BinaryFile, Unreadable):
+    if not nul:
+        data = data.replace(b"\0", b"\1")  # not binary by the NUL rule: read, and refused
+    expected = BinaryFile if nul else Unreadable
+    with pytest.raises(expected, match=r"noise\.txt"):
         read(tmp_path, "noise.txt", data)
 
 
