@@ -1,10 +1,15 @@
-"""Fixtures shared by the whole suite: a simulator on a free port, and a clock tests move."""
+"""Fixtures shared by the whole suite: a simulator on a free port, a clock tests move, and
+tests of permission errors that run as root too (without root's permission capabilities)."""
 
 from __future__ import annotations
 
+import ctypes
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,3 +86,93 @@ def simulator() -> Iterator[SimulatorServer]:
     """
     with SimulatorServer(SimulatorConfig()) as server:
         yield server
+
+
+# ---- tests of permission errors, as root too ------------------------------------------------
+
+# What lets root ignore file modes: CAP_DAC_OVERRIDE (read, write, list anything) and
+# CAP_DAC_READ_SEARCH (read and list anything). Capabilities belong to a thread on Linux.
+_DAC = (1 << 1) | (1 << 2)
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def permissions_bypassed() -> bool:
+    """Does this thread read a file whatever its mode (root with CAP_DAC_OVERRIDE)?"""
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe"
+        probe.write_bytes(b"x")
+        probe.chmod(0)
+        try:
+            probe.read_bytes()
+        except PermissionError:
+            return False
+        return True
+
+
+def _drop_dac_capabilities() -> None:
+    """Take CAP_DAC_* from the calling thread for good (capset(2), as setpriv does)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    for name in ("effective", "permitted", "inheritable"):
+        setattr(data[0], name, getattr(data[0], name) & ~_DAC)
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def _run_without_dac(item: pytest.Function) -> None:
+    """Run the test in a thread of its own that gave up CAP_DAC_* (the others keep them)."""
+    failures: list[BaseException] = []
+    skipped: list[str] = []
+
+    def run() -> None:
+        try:
+            _drop_dac_capabilities()
+        except (AttributeError, OSError) as exc:  # no capget (not Linux), or refused
+            skipped.append(f"runs as root and cannot drop CAP_DAC_OVERRIDE here ({exc})")
+            return
+        if permissions_bypassed():
+            skipped.append("runs as root and still reads any file without CAP_DAC_*")
+            return
+        arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+        try:
+            item.obj(**arguments)
+        except BaseException as exc:  # handed to the main thread, raised there
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name=f"without-dac {item.name}")
+    thread.start()
+    thread.join()
+    if skipped:
+        pytest.skip(skipped[0])
+    if failures:
+        raise failures[0]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "unprivileged: tests permission errors; as root it runs in a thread that gave up "
+        "CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, or skips saying why it cannot",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if pyfuncitem.get_closest_marker("unprivileged") is None or not permissions_bypassed():
+        return None  # file modes bind this process: the test runs as usual
+    _run_without_dac(pyfuncitem)
+    return True

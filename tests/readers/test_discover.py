@@ -13,7 +13,6 @@ from pipeline.readers import Candidate, InputOptions, discover
 from tests.readers.support import found, options, problem_map, sources, write
 
 needs_symlinks = pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges")
-as_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def test_walks_in_a_stable_sorted_order(tmp_path: Path) -> None:
@@ -294,7 +293,7 @@ def test_a_fifo_is_listed_as_skipped_not_opened(tmp_path: Path) -> None:
     assert "not a regular file" in problem.message
 
 
-@pytest.mark.skipif(as_root, reason="root reads everything")
+@pytest.mark.unprivileged
 def test_an_unlistable_folder_is_reported_and_the_walk_goes_on(tmp_path: Path) -> None:
     write(tmp_path, "locked/secret.txt")
     write(tmp_path, "open/a.txt")

@@ -18,8 +18,6 @@ from pipeline.models import Document, Section
 from pipeline.readers import Candidate, InputOptions, discover, document_id, read_document
 from tests.readers.support import options, write
 
-as_root = hasattr(os, "geteuid") and os.geteuid() == 0
-
 
 def read(tmp_path: Path, name: str, data: bytes | str = "x = 1\n", **kwargs: object) -> Document:
     path = write(tmp_path, name, data)
@@ -174,7 +172,7 @@ def test_a_file_that_vanished_is_unreadable(tmp_path: Path) -> None:
         read_document(Candidate(tmp_path / "gone.txt", "gone.txt"), options(tmp_path))
 
 
-@pytest.mark.skipif(as_root, reason="root reads everything")
+@pytest.mark.unprivileged
 def test_a_file_without_read_permission_is_unreadable(tmp_path: Path) -> None:
     path = write(tmp_path, "locked.txt")
     path.chmod(0)

@@ -17,7 +17,6 @@ from tests.readers.support import encrypted, make_samples, pdf_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
-as_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
 TEN_PAGES = pdf_bytes([f"Page {n} of the annual report." for n in range(1, 11)])
 

@@ -36,7 +36,7 @@ from pipeline.spec import Job, parse_spec
 from tests.conftest import FakeClock
 from tests.readers.support import found, options, png_bytes, write
 from tests.reliability import support
-from tests.reliability.support import TEN_PAGES, as_root
+from tests.reliability.support import TEN_PAGES
 
 
 def attempt(path: Path, source: str, root: Path, **kwargs: object) -> Document | InputProblem:
@@ -370,7 +370,7 @@ def test_awkward_file_names_are_listed_read_and_sent(tmp_path: Path) -> None:
 # ---- permissions -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(as_root, reason="root reads everything")
+@pytest.mark.unprivileged
 def test_unreadable_files_and_folders_are_error_rows_and_the_walk_goes_on(
     tmp_path: Path,
 ) -> None:

@@ -18,7 +18,7 @@ from pipeline.readers import Candidate, discover
 from pipeline.runner import input_options
 from pipeline.spec import load_job, parse_spec
 from tests.readers.support import write
-from tests.reliability.support import as_root, cli
+from tests.reliability.support import cli
 
 BASE = """\
 [inputs]
@@ -321,7 +321,7 @@ def test_config_errors_are_raised_not_printed_by_the_library(spec_dir: Path) -> 
         load_job(spec(spec_dir), overrides=['job.name="../x"'])
 
 
-@pytest.mark.skipif(as_root, reason="root writes everywhere")
+@pytest.mark.unprivileged
 def test_an_output_folder_this_user_cannot_write_is_refused(
     capsys: pytest.CaptureFixture[str], spec_dir: Path
 ) -> None:
