@@ -67,11 +67,18 @@ MUTANTS = (
                 "        if sent is not None:\n"
                 "            exc = type(exc)(f'{exc} (sent {dict(sent.headers)})', request=sent)\n",
             ),
+            (  # and the scrub that would catch it since issue 20 is gone too
+                "    secret = key.reveal()\n    return text.replace(",
+                "    return text  # MUTANT: no scrub\n"
+                "    secret = key.reveal()\n    return text.replace(",
+            ),
         ),
         (
             "tests/engine/test_client.py::test_transport_errors_are_translated",
             "tests/reliability/test_secrets.py::"
             "test_dropped_and_truncated_connections_leave_the_key_nowhere",
+            "tests/hardening/test_key.py::"
+            "test_a_gateway_that_echoes_the_key_has_it_scrubbed_everywhere",
         ),
     ),
     Mutant(
