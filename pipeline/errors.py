@@ -9,7 +9,8 @@
     │   ├── PermissionDenied         403: the key may not use this
     │   ├── ModelNotFound            404: the model name is wrong for this endpoint
     │   ├── SpendCapReached          429 with no retry-after and a spend-limit code
-    │   └── HostUnreachable          no connection could be made, after retries
+    │   ├── HostUnreachable          no connection could be made, after retries
+    │   └── StorageRefused           object storage refused the credentials, or cannot be reached
     ├── InputProblem             a file that cannot become a request: an error or skipped row
     │   ├── Unreadable               cannot be opened or decoded; a broken PDF
     │   ├── EmptyDocument            a PDF with no pages or no extractable text (a scan?)
@@ -115,8 +116,13 @@ class HostUnreachable(RunFatal):
     pass
 
 
-class InputProblem(PipelineError):
+class StorageRefused(RunFatal):
     pass
+
+
+class InputProblem(PipelineError):
+    # A table row's inputs.keep_columns, by output column: its row carries them too.
+    kept: dict[str, object] = {}  # noqa: RUF012 (set per instance, never mutated)
 
 
 class Unreadable(InputProblem):

@@ -41,6 +41,10 @@ class Document:
     attachments: tuple[Attachment, ...] = ()
     language: str | None = None  # for code: "python", "go", ...
     notes: tuple[str, ...] = ()  # things a user should know, e.g. "decoded as cp1252"
+    # A table row (readers.tables): the columns its templates name, as text; and the
+    # inputs.keep_columns values, by output column, copied into its output row.
+    fields: Mapping[str, str] = field(default_factory=dict, hash=False)
+    kept: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def text(self) -> str:

@@ -27,7 +27,8 @@ from pipeline.models import Document, Usage
 from pipeline.planner import first_round, request_for
 from pipeline.pricing import Price
 from pipeline.prompts import cached_prefix_tokens
-from pipeline.readers import Candidate, discover, read_document
+from pipeline.readers import Candidate
+from pipeline.readers.sources import find, read_items
 from pipeline.runner import PART_HEADER_TOKENS, input_options
 from pipeline.spec import Job
 from pipeline.store import document_key, finished_keys, settings_hash
@@ -99,12 +100,9 @@ class Plan:
 
 def _documents(job: Job) -> Iterator[Document | InputProblem]:
     options = input_options(job)
-    for item in discover(options):
+    for item in find(options):
         if isinstance(item, Candidate):
-            try:
-                yield read_document(item, options)
-            except InputProblem as problem:
-                yield problem
+            yield from read_items(item, options)
         else:
             yield item
 

@@ -45,6 +45,7 @@ def placeholders(document: Document, chunk: Chunk | None, text: str) -> dict[str
         first, last = chunk.pages
         pages = str(first) if first == last else f"{first}-{last}"
     values = {
+        **document.fields,  # a table row's columns; the built-in names below win
         "text": text,
         "path": str(document.path),
         "name": document.name,

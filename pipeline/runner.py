@@ -40,7 +40,9 @@ from pipeline.planner import Unit, first_round, request_for
 from pipeline.pool import Engine, RunTotals
 from pipeline.progress import Display
 from pipeline.prompts import head_of, worth_caching
-from pipeline.readers import Candidate, InputOptions, discover, read_document
+from pipeline.readers import Candidate, InputOptions, read_document, remote, tables
+from pipeline.readers.options import TableOptions
+from pipeline.readers.sources import find, read_items
 from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
 from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
@@ -120,6 +122,10 @@ class JobRunner:
         self.structured_columns = structured_schema(
             spec.structured.schema_ if spec.structured else None
         )
+        options = input_options(job)
+        self.kept_columns: dict[str, Any] = (
+            tables.check(find(options), options.table) if options.table else {}
+        )
         self._open: dict[str, DocumentRun] = {}
         self._followups: MemoryObjectSendStream[Call]
         self._reading_done = False
@@ -157,7 +163,7 @@ class JobRunner:
 
     async def _read_all(self, out: ObjectSendStream[Document | tuple[str, InputProblem]]) -> None:
         options = input_options(self.job)
-        found = iter(discover(options))
+        found = iter(find(options))
         slots = anyio.Semaphore(READ_THREADS)
 
         async def read_one(candidate: Candidate) -> None:
@@ -165,6 +171,7 @@ class JobRunner:
                 item: Document | tuple[str, InputProblem]
                 try:
                     item = await anyio.to_thread.run_sync(read_document, candidate, options)
+                    self._remember(candidate, item)
                 except InputProblem as problem:
                     item = (candidate.source, problem)
                 await out.send(item)
@@ -186,9 +193,56 @@ class JobRunner:
                         except anyio.BrokenResourceError:
                             return  # the run stopped taking documents
                         continue
+                    if options.table is not None:
+                        if not await self._read_rows(item, options, out):
+                            return  # the run stopped taking documents
+                        continue
+                    if self._reuse_object(item):
+                        continue
                     await slots.acquire()
                     group.start_soon(read_one, item)
             self.tally.discovery_done = True
+
+    async def _read_rows(
+        self,
+        candidate: Candidate,
+        options: InputOptions,
+        out: ObjectSendStream[Document | tuple[str, InputProblem]],
+    ) -> bool:
+        """A table's rows, a slice at a time in a worker thread; False if the run stopped
+        taking documents."""
+        items = read_items(candidate, options)
+        self.tally.discovered -= 1  # the table was counted as found: its rows count instead
+        try:
+            while batch := await anyio.to_thread.run_sync(list, islice(items, DISCOVER_BATCH)):
+                self.tally.discovered += len(batch)
+                for item in batch:
+                    sent = item if isinstance(item, Document) else (item.source or "", item)
+                    try:
+                        await out.send(sent)
+                    except anyio.BrokenResourceError:
+                        return False
+        finally:
+            items.close()
+        return True
+
+    def _reuse_object(self, candidate: Candidate) -> bool:
+        """An object in storage whose ETag and size are those of a document finished with
+        these settings: reused without downloading it."""
+        if candidate.url is None or candidate.etag is None:
+            return False
+        doc_id = self.store.object_doc(candidate.url, candidate.etag, candidate.size or 0)
+        if doc_id is None or not self.store.reuse(self._key_of(doc_id), candidate.source):
+            return False
+        self.reused += 1
+        self.tally.reused += 1
+        return True
+
+    def _remember(self, candidate: Candidate, document: Document) -> None:
+        if candidate.url is not None and candidate.etag is not None:
+            self.store.remember_object(
+                candidate.url, candidate.etag, candidate.size or 0, document.doc_id
+            )
 
     # ---- planning ----------------------------------------------------------------------
 
@@ -341,7 +395,10 @@ class JobRunner:
         return None if price is None else price.cost(usage, batch=self.job.batch)
 
     def _key(self, document: Document) -> str:
-        return document_key(document.doc_id, self.settings)
+        return self._key_of(document.doc_id)
+
+    def _key_of(self, doc_id: str) -> str:
+        return document_key(doc_id, self.settings)
 
     # ---- rows --------------------------------------------------------------------------
 
@@ -367,6 +424,7 @@ class JobRunner:
             "language": document.language,
             "notes": list(document.notes) + run.notes,
             "content_hash": document.content_hash,
+            **{name: fit(value, self.kept_columns[name]) for name, value in document.kept.items()},
             **values,
         }
         if structured is not None:
@@ -406,6 +464,7 @@ class JobRunner:
             "started_at": now,
             "finished_at": now,
             "notes": [],
+            **{name: fit(value, self.kept_columns[name]) for name, value in problem.kept.items()},
         }
         self.store.add_other(source, [row], [])
 
@@ -539,8 +598,17 @@ class JobRunner:
             and next(self.store.output("rows"), None) is None
         )
 
+    def _publish(self, url: str) -> None:
+        """Upload the files written locally to ``url`` and beside it: calls and report first,
+        the results last, each replacing what was there whole (``readers.remote``)."""
+        out = self.job.output_path
+        page = report.page_path(out)
+        first = (self.job.calls_path, report.report_path(out), *([page] if page.exists() else []))
+        for local in (*first, out):
+            remote.publish(local, url if local == out else remote.sibling(url, local.name))
+
     def _write(self, totals: RunTotals | None) -> RunOutcome:
-        schema = {**DOC_SCHEMA, **self.structured_columns}
+        schema = {**DOC_SCHEMA, **self.structured_columns, **self.kept_columns}
         by_status: Counter[str] = Counter()
 
         def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -570,6 +638,8 @@ class JobRunner:
             report.write(summary, self.job.output_path)
             if self.job.spec.output.html_report:
                 self._write_page(summary)
+            if self.job.output_url is not None:
+                self._publish(self.job.output_url)
         return RunOutcome(
             self.job.output_path,
             self.job.calls_path,
@@ -582,9 +652,25 @@ class JobRunner:
         )
 
 
+def _table_options(job: Job) -> TableOptions | None:
+    inputs = job.spec.inputs
+    if inputs.text_column is None:
+        return None
+    spec = job.spec
+    taken = {*DOC_SCHEMA, *structured_schema(spec.structured.schema_ if spec.structured else None)}
+    return TableOptions(
+        text_column=inputs.text_column,
+        id_column=inputs.id_column,
+        keep=tuple((c, f"input_{c}" if c in taken else c) for c in inputs.keep_columns),
+        template_columns=job.template_columns,
+    )
+
+
 def input_options(job: Job) -> InputOptions:
     inputs = job.spec.inputs
     return InputOptions(
+        urls=job.input_urls,
+        table=_table_options(job),
         paths=job.input_paths,
         include=tuple(inputs.include),
         exclude=tuple(inputs.exclude),
@@ -598,8 +684,14 @@ def input_options(job: Job) -> InputOptions:
 
 
 def check_inputs(job: Job) -> None:
-    """Raise ConfigError now, before anything is sent, if an input path matches nothing."""
-    next(iter(discover(input_options(job))), None)
+    """Raise ConfigError now, before anything is sent, if an input path matches nothing (or
+    a table lacks a column the job names); StorageRefused if a bucket refuses the
+    credentials."""
+    options = input_options(job)
+    if options.table is not None:
+        tables.check(find(options), options.table)
+    else:
+        next(iter(find(options)), None)
 
 
 def _first_pipeline_error(group: BaseExceptionGroup[Any]) -> PipelineError | None:

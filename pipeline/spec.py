@@ -31,7 +31,7 @@ from pipeline.client import normalise_base_url
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
 from pipeline.pricing import Price, list_price
-from pipeline.readers import patterns
+from pipeline.readers import patterns, remote
 from pipeline.readers.sensitive import secret_by_content, secret_by_name
 from pipeline.report import page_path, report_path
 
@@ -116,6 +116,19 @@ class InputsSpec(_Section):
     max_file_bytes: Annotated[int, Field(ge=1, le=2_000_000_000)] = 50_000_000
     mode: Literal["text", "attach"] = "text"
     code: bool = False
+    # Table inputs (pipeline.readers.tables): each row of a CSV/TSV/JSONL/Parquet is a document.
+    text_column: str | None = None
+    id_column: str | None = None
+    keep_columns: list[str] = []
+
+    @model_validator(mode="after")
+    def _table_fields(self) -> InputsSpec:
+        if self.text_column is None and (self.id_column or self.keep_columns):
+            raise ValueError(
+                "inputs.id_column and inputs.keep_columns apply to table inputs: set "
+                "inputs.text_column to the column that holds each row's document"
+            )
+        return self
 
 
 class PromptSpec(_Section):
@@ -275,8 +288,25 @@ class Job:
                 _check_template_secrets(template_path, self.template)
         else:
             self.template = prompt.template or ""
-        _check_template("prompt.template", self.template, needs_text=spec.inputs.mode == "text")
-        _check_template("prompt.reduce_template", prompt.reduce_template, needs_text=True)
+        columns = spec.inputs.text_column is not None  # tables: other names are columns
+        # The names that are not built-in placeholders: the table's columns, checked against
+        # each table's schema before a run (``pipeline.readers.tables``).
+        self.template_columns = tuple(
+            dict.fromkeys(
+                _check_template(
+                    "prompt.template",
+                    self.template,
+                    needs_text=spec.inputs.mode == "text",
+                    columns=columns,
+                )
+                + _check_template(
+                    "prompt.reduce_template",
+                    prompt.reduce_template,
+                    needs_text=True,
+                    columns=columns,
+                )
+            )
+        )
         self.limits = spec.limits.resolve()
         self.price = _price(spec)
         if spec.budget.max_cost_usd is not None and self.price is None:
@@ -354,6 +384,7 @@ class Job:
         )
 
     def resolve(self, path: str) -> Path:
+        """A local path from the spec, relative to the job file's folder."""
         candidate = Path(path).expanduser()
         return Path(
             os.path.normpath(candidate if candidate.is_absolute() else self.base_dir / candidate)
@@ -361,10 +392,25 @@ class Job:
 
     @property
     def input_paths(self) -> tuple[Path, ...]:
-        return tuple(self.resolve(p) for p in self.spec.inputs.paths)
+        """The local inputs (files, folders, globs); URLs are in ``input_urls``."""
+        return tuple(self.resolve(p) for p in self.spec.inputs.paths if not remote.is_url(p))
+
+    @property
+    def input_urls(self) -> tuple[str, ...]:
+        """Inputs in object storage (``s3://bucket/prefix`` and other fsspec URLs)."""
+        return tuple(p for p in self.spec.inputs.paths if remote.is_url(p))
+
+    @property
+    def output_url(self) -> str | None:
+        """``output.path`` when it is a URL: the results are written locally at
+        ``output_path`` (with the state beside them) and uploaded there at the end."""
+        path = self.spec.output.path
+        return path if path and remote.is_url(path) else None
 
     @property
     def output_path(self) -> Path:
+        if self.output_url is not None:
+            return remote.local_copy(self.output_url)
         if self.spec.output.path:
             return self.resolve(self.spec.output.path)
         return self.base_dir / "out" / f"{self.name}.parquet"
@@ -392,6 +438,7 @@ class Job:
             "structured": spec.structured.model_dump(by_alias=True) if spec.structured else None,
             "mode": spec.inputs.mode,
         }
+        # keep_columns are not here: they are part of a row's content (its content hash)
 
     @property
     def calls_path(self) -> Path:
@@ -533,17 +580,28 @@ def _literal_part(template: str) -> str:
     return "".join(literal for literal, *_ in string.Formatter().parse(template))
 
 
-def _check_template(field: str, template: str, *, needs_text: bool) -> None:
+def _column_like(name: str) -> bool:
+    """Could ``name`` be a column a template names? Not empty, not a number (a positional
+    field), no attribute access or indexing."""
+    return bool(name.strip()) and not name[0].isdigit() and not set(".[]!:") & set(name)
+
+
+def _check_template(field: str, template: str, *, needs_text: bool, columns: bool) -> list[str]:
+    """Check a template; return the names it uses that are not built-in placeholders
+    (allowed only with ``columns``: a table's columns, checked against its schema later)."""
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ConfigError(f"{field}: {exc}. Write {{{{ and }}}} for literal braces.") from exc
     names = set()
+    other: list[str] = []
     allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
-        if name not in PLACEHOLDERS:
+        if name not in PLACEHOLDERS and columns and _column_like(name):
+            other.append(name)
+        elif name not in PLACEHOLDERS:
             raise ConfigError(
                 f"{field}: unknown placeholder {{{name}}}; use one of {allowed} "
                 "(write {{ and }} for literal braces)"
@@ -560,6 +618,7 @@ def _check_template(field: str, template: str, *, needs_text: bool) -> None:
             f"{field}: the template never uses {{text}}, so the document would not be sent; "
             "add {text} where the document belongs"
         )
+    return other
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -635,9 +694,13 @@ def load_job(
     data = apply_overrides(data, overrides or [])
     if inputs:
         # Paths given on the command line are the user's, relative to where they stand.
-        data.setdefault("inputs", {})["paths"] = [str(Path(p).resolve()) for p in inputs]
+        data.setdefault("inputs", {})["paths"] = [
+            p if remote.is_url(p) else str(Path(p).resolve()) for p in inputs
+        ]
     if output:
-        data.setdefault("output", {})["path"] = str(Path(output).resolve())
+        data.setdefault("output", {})["path"] = (
+            output if remote.is_url(output) else str(Path(output).resolve())
+        )
     if base_url:
         data.setdefault("endpoint", {})["base_url"] = base_url
     log = log_file.resolve() if log_file is not None else None

@@ -31,6 +31,12 @@ create table if not exists documents (
     rows text not null,
     calls text not null
 );
+create table if not exists objects (
+    url text primary key,
+    etag text not null,
+    size integer not null,
+    doc_id text not null
+);
 create table if not exists batch_items (
     base text primary key,
     custom_id text not null,
@@ -262,6 +268,21 @@ class ResultStore:
         )
         for _, encoded in self._db.execute(query):
             yield from _decode(encoded)
+
+    # ---- Objects in storage: which document an unchanged object was, without downloading it ----
+
+    def object_doc(self, url: str, etag: str, size: int) -> str | None:
+        """The ``doc_id`` the object at ``url`` had when it last had this ETag and size."""
+        found = self._db.execute(
+            "select doc_id from objects where url = ? and etag = ? and size = ?",
+            (url, etag, size),
+        ).fetchone()
+        return None if found is None else str(found[0])
+
+    def remember_object(self, url: str, etag: str, size: int, doc_id: str) -> None:
+        self._db.execute(
+            "insert or replace into objects values (?, ?, ?, ?)", (url, etag, size, doc_id)
+        )
 
     # ---- Message Batches: which request went in which batch, so a re-run polls, not pays ----
 

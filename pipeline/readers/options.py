@@ -12,6 +12,28 @@ Mode = Literal["text", "attach"]
 
 
 @dataclass(frozen=True)
+class TableOptions:
+    """``inputs.text_column`` and friends: which columns of a table make a row's document.
+
+    ``keep`` maps each of ``inputs.keep_columns`` to its output column (``input_NAME`` where
+    NAME is already an output column); ``template_columns`` are the columns the prompt
+    templates name (``{title}``)."""
+
+    text_column: str
+    id_column: str | None = None
+    keep: tuple[tuple[str, str], ...] = ()
+    template_columns: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column a row's document is made of, in a stable order: these are read, and
+        hashed for the row's content (a change in another column does not send it again)."""
+        named = (self.text_column, self.id_column, *self.template_columns)
+        named += tuple(column for column, _ in self.keep)
+        return tuple(dict.fromkeys(c for c in named if c is not None))
+
+
+@dataclass(frozen=True)
 class InputOptions:
     """The job spec's ``[inputs]`` section, as the readers use it.
 
@@ -29,12 +51,15 @@ class InputOptions:
     max_file_bytes: int = 50_000_000
     mode: Mode = "text"  # attach: PDFs and images go to the model as document/image blocks
     code: bool = False  # every text file is source code: kind "code", language by extension
+    urls: tuple[str, ...] = ()  # inputs in object storage: s3://bucket/prefix (readers.remote)
+    table: TableOptions | None = None  # rows of tables are the documents (readers.tables)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        if not self.paths:
+        object.__setattr__(self, "urls", tuple(self.urls))
+        if not self.paths and not self.urls:
             raise ConfigError("inputs.paths is empty: name at least one file, folder or glob")
         if self.max_file_bytes < 1:
             raise ConfigError(
@@ -52,3 +77,8 @@ class Candidate:
     source: str  # relative to its input root (posix style), or the path as given for a file
     # (device, inode) of the file discovery checked: the read opens that file or none
     identity: tuple[int, int] | None = field(default=None, compare=False)
+    # In object storage (readers.remote): the object's URL, and its ETag and size as listed,
+    # which key an unchanged object's finished result without downloading it again.
+    url: str | None = None
+    etag: str | None = None
+    size: int | None = None

@@ -144,10 +144,15 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     if found.kind == "image" and options.mode != "attach":
         raise image_in_text_mode(label)
 
-    text = found.kind not in ("pdf", "image")
-    data = read_bytes(
-        candidate.path, label, options.max_file_bytes, identity=candidate.identity, text=text
-    )
+    if candidate.url is not None:  # in object storage
+        from pipeline.readers import remote
+
+        data = remote.read_bytes(candidate, options.max_file_bytes)
+    else:
+        text = found.kind not in ("pdf", "image")
+        data = read_bytes(
+            candidate.path, label, options.max_file_bytes, identity=candidate.identity, text=text
+        )
     if not data:
         raise EmptyFile(f"{label} is empty (0 bytes): there is nothing to send")
     content_hash = hashlib.sha256(data).hexdigest()

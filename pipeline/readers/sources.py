@@ -1,0 +1,37 @@
+"""Where documents come from, whatever holds them: ``find`` lists the inputs (local paths
+through ``discover``, URLs through ``remote``), ``read_items`` turns one into documents (a
+file is one; a table, with ``inputs.text_column``, one per row)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+from pipeline.errors import InputProblem
+from pipeline.models import Document
+from pipeline.readers import remote, tables
+from pipeline.readers.discover import discover
+from pipeline.readers.options import Candidate, InputOptions
+from pipeline.readers.read import read_document
+
+
+def find(options: InputOptions) -> Iterator[Candidate | InputProblem]:
+    """Every input to read, local paths first, then each URL's objects, in a stable order."""
+    if options.paths:
+        yield from discover(options)
+    for url in options.urls:
+        yield from remote.discover_url(url, options)
+
+
+def read_items(
+    candidate: Candidate, options: InputOptions
+) -> Generator[Document | InputProblem, None, None]:
+    """A candidate's documents, or the problems (with their ``source``) that say why not.
+    Blocking: a run calls it in worker threads."""
+    if options.table is not None:
+        yield from tables.rows(candidate, options)
+        return
+    try:
+        yield read_document(candidate, options)
+    except InputProblem as problem:
+        problem.source = candidate.source
+        yield problem
