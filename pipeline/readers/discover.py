@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import ConfigError, InputProblem, Skipped, Unreadable
-from pipeline.readers.formats import BINARY, IMAGES, JUNK_NAMES, suffix_of
+from pipeline.readers.formats import BINARY, IMAGES, JUNK_NAMES, TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.patterns import Filters, Glob, IgnoreRules, glob_start
 from pipeline.readers.read import (
@@ -160,17 +160,18 @@ def _file(
     hide the file it leads to, which gets its own row."""
     name = path.name
     suffix = suffix_of(name)
+    table = options.table is not None and suffix in TABLES  # any size; its rows are capped
     problem: InputProblem | None = None
     secret = secret_by_name(name) or (secret_by_name(real_name) if real_name else None)
     if options.skip_secrets and secret:
         problem = secret_file(source, secret)
-    elif suffix in BINARY:
+    elif suffix in BINARY and not table:
         problem = binary_file(source, f"is a {suffix} file, not text")
     elif options.mode != "attach" and suffix in IMAGES:
         problem = image_in_text_mode(source)
     elif not stat.S_ISREG(info.st_mode):
         problem = Skipped(f"{source} is not a regular file (a pipe, socket or device)")
-    elif info.st_size > options.max_file_bytes:
+    elif info.st_size > options.max_file_bytes and not table:
         problem = too_large(source, info.st_size, options.max_file_bytes)
     if problem is not None:
         return tagged(problem, source)

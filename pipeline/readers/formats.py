@@ -139,6 +139,10 @@ class Format:
 UNKNOWN = Format(None)
 
 
+# Read as tables, a row a document, when inputs.text_column is set (readers.tables).
+TABLES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson", ".parquet"})
+
+
 def suffix_of(name: str) -> str:
     """The lower-cased suffix of a file name; a name that starts with a dot has none."""
     dot = name.rfind(".")

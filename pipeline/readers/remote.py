@@ -34,7 +34,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError, InputProblem, StorageRefused, Unreadable
-from pipeline.readers.formats import BINARY, IMAGES, suffix_of
+from pipeline.readers.formats import BINARY, IMAGES, TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.patterns import Filters
 from pipeline.readers.read import binary_file, image_in_text_mode, secret_file, too_large
@@ -157,14 +157,15 @@ def _object(
     )
     base = name.rsplit("/", 1)[-1]
     suffix = suffix_of(base)
+    table = options.table is not None and suffix in TABLES  # any size; its rows are capped
     problem: InputProblem | None = None
     if options.skip_secrets and (reason := secret_by_name(base)):
         problem = secret_file(source, reason)
-    elif suffix in BINARY:
+    elif suffix in BINARY and not table:
         problem = binary_file(source, f"is a {suffix} file, not text")
-    elif options.mode != "attach" and suffix in IMAGES and options.table is None:
+    elif options.mode != "attach" and suffix in IMAGES:
         problem = image_in_text_mode(source)
-    elif size > options.max_file_bytes and options.table is None:
+    elif size > options.max_file_bytes and not table:
         problem = too_large(source, size, options.max_file_bytes)
     if problem is not None:
         problem.source = source

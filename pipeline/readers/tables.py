@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import ConfigError, EmptyFile, InputProblem, Skipped, TooLarge, Unreadable
 from pipeline.models import Document, Section
 from pipeline.readers import remote
-from pipeline.readers.formats import suffix_of
+from pipeline.readers.formats import TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions, TableOptions
 from pipeline.readers.read import document_id, secret_file
 from pipeline.readers.sensitive import secret_by_content
@@ -55,6 +55,7 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
 }
+assert set(FORMATS) == TABLES
 SUFFIXES = ", ".join(FORMATS)
 BATCH_ROWS = 1_000
 _CSV_BLOCK = 1 << 20
@@ -244,9 +245,8 @@ def _records(fmt: str, file: IO[bytes], columns: tuple[str, ...]) -> Iterator[tu
     number = 0
     for batch in batches:
         if fmt != "parquet":
-            for why in bad:
-                number += 1
-                yield number, Unreadable(f"a line of this CSV has {why}; fix the line")
+            for why in bad:  # numbered after the row before them: the reader skipped them
+                yield number + 1, Unreadable(f"a line after row {number:,} has {why}; fix it")
             bad.clear()
         for record in batch.to_pylist():
             number += 1

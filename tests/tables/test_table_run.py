@@ -1,0 +1,151 @@
+"""A table job end to end against the simulator: a row per input row, columns kept, template
+columns filled, a re-run that sends only the changed rows; ``validate`` and ``plan`` too."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+import polars as pl
+import pytest
+
+from pipeline import plan
+from pipeline.cli import main
+from pipeline.client import ApiKey, Endpoint
+from pipeline.errors import ConfigError
+from pipeline.runner import run_job
+from pipeline.simulator import SimulatorServer
+from pipeline.spec import load_job
+from tests.conftest import StartSimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = ROOT / "jobs" / "triage_tickets.toml"
+
+
+def endpoint_of(server: SimulatorServer) -> Endpoint:
+    return Endpoint(server.url, ApiKey(server.api_key), key_source="$TEST_KEY")
+
+
+def tickets(count: int, *, changed: frozenset[int] = frozenset()) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ticket_id": [f"T-{n}" for n in range(count)],
+            "customer_tier": ["pro" if n % 2 else "basic" for n in range(count)],
+            "title": [f"Title {n}" for n in range(count)],
+            "body": [
+                f"Ticket body {n}" + (" (edited)" if n in changed else "") for n in range(count)
+            ],
+            "opened_at": [f"2026-11-{1 + n % 28:02d}" for n in range(count)],
+            "seats": list(range(count)),
+        }
+    )
+
+
+def run(table: Path, out: Path, server: SimulatorServer, *extra: str) -> pl.DataFrame:
+    job = load_job(
+        JOB,
+        inputs=[str(table)],
+        output=str(out),
+        overrides=['inputs.keep_columns=["ticket_id", "seats"]', *extra],
+    )
+    outcome = anyio.run(run_job, job, endpoint_of(server))
+    return pl.read_parquet(outcome.output)
+
+
+def test_rows_of_a_parquet_table_end_to_end(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    server = start_simulator()
+    table = tmp_path / "tickets.parquet"
+    tickets(300).write_parquet(table, row_group_size=64)
+    rows = run(table, tmp_path / "out.parquet", server)
+    assert len(rows) == 300
+    assert rows["status"].unique().to_list() == ["ok"]
+    assert rows["source"].n_unique() == 300
+    assert set(rows["source"]) == {f"{table}#T-{n}" for n in range(300)}
+    # kept columns join back, typed as in the table
+    assert rows.schema["seats"] == pl.Int64
+    assert dict(zip(rows["ticket_id"], rows["seats"], strict=True))["T-7"] == 7
+    # the template's columns were filled from the row: the reply echoes the prompt's words
+    served = server.stats()["served"]
+    assert served["total"] == 300
+    assert rows["summary"].null_count() == 0
+
+    # an export where 3 rows changed, 1 was added and 1 removed sends 4 requests
+    tickets(301, changed=frozenset({5, 17, 99})).filter(pl.col("ticket_id") != "T-0").write_parquet(
+        table
+    )
+    again = run(table, tmp_path / "out.parquet", server)
+    assert server.stats()["served"]["total"] == 304
+    assert len(again) == 300
+    assert "T-0" not in set(again["ticket_id"])
+    assert "T-300" in set(again["ticket_id"])
+
+    # unchanged: nothing sent
+    run(table, tmp_path / "out.parquet", server)
+    assert server.stats()["served"]["total"] == 304
+
+
+def test_template_columns_reach_the_request(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    server = start_simulator()
+    table = tmp_path / "tickets.csv"
+    tickets(2).write_csv(table)
+    job = load_job(
+        JOB,
+        inputs=[str(table)],
+        output=str(tmp_path / "out.parquet"),
+        overrides=['prompt.template="Customer {customer_tier} wrote {title}: {text}"'],
+    )
+    outcome = anyio.run(run_job, job, endpoint_of(server))
+    rows = pl.read_parquet(outcome.output).sort("source")
+    summaries = rows["summary"].to_list()
+    assert rows["status"].to_list() == ["ok", "ok"]
+    assert summaries
+
+
+def test_validate_names_a_missing_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "tickets.csv"
+    tickets(2).write_csv(table)
+    status = main(
+        ["validate", str(JOB), str(table), "--set", 'prompt.template="{priority} {text}"']
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "prompt.template: tickets.csv has no column 'priority'" in err or "priority" in err
+    assert "ticket_id, customer_tier, title, body, opened_at, seats" in err
+
+
+def test_keep_columns_need_a_text_column(tmp_path: Path) -> None:
+    spec = tmp_path / "job.toml"
+    spec.write_text(
+        '[inputs]\npaths = ["."]\nkeep_columns = ["a"]\n'
+        '[prompt]\ntemplate = "{text}"\n[model]\nname = "claude-haiku-4-5"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"set inputs\.text_column to the column"):
+        load_job(spec)
+
+
+def test_plan_counts_rows(tmp_path: Path) -> None:
+    table = tmp_path / "tickets.jsonl"
+    tickets(40).write_ndjson(table)
+    made = plan.make_plan(load_job(JOB, inputs=[str(table)], output=str(tmp_path / "o.parquet")))
+    assert made.documents == 40
+    assert made.requests == 40
+
+
+def test_sample_job_runs(simulator: SimulatorServer, tmp_path: Path) -> None:
+    folder = tmp_path / "sample"
+    shutil.copytree(ROOT / "sample_data" / "tables", folder)
+    job = load_job(JOB, output=str(tmp_path / "out.parquet"))
+    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    rows = pl.read_parquet(outcome.output)
+    assert rows["status"].value_counts().sort("status").rows() == [("ok", 7), ("skipped", 1)]
+    skipped = rows.filter(pl.col("status") == "skipped").row(0, named=True)
+    assert skipped["ticket_id"] == "T-1008"  # a bad row still carries its kept columns
+    assert rows.schema["urgency"] == pl.Int64
