@@ -4,7 +4,8 @@ Exit statuses (documented in the README):
   0  every document ok (or skipped on purpose)
   1  the run finished, but some documents failed: see their error rows
   2  bad usage or job spec (the message names the field and the fix); nothing was sent
-  3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap;
+  3  the run stopped: a refused key, an unknown model, an unreachable host, a spend cap,
+     object storage that refused the credentials;
      what finished before is saved
   4  the run stopped at --max-duration or before passing the job's [budget]: what finished
      is saved; run again to continue
@@ -348,7 +349,8 @@ def run_validate(args: argparse.Namespace) -> int:
     budget = job.chunk_budget(estimate_text)
     logs.echo(
         f"{args.job}: ok. Job '{job.name}': model {job.spec.model.name}, "
-        f"{job.spec.chunking.strategy}, up to {budget:,} tokens a chunk, output {job.output_path}"
+        f"{job.spec.chunking.strategy}, up to {budget:,} tokens a chunk, output "
+        f"{job.output_url or job.output_path}"
     )
     return EXIT_OK
 

@@ -8,6 +8,9 @@
       text                       UTF-8, byte-order marks, a detected fallback encoding
       pdf                        pypdf: text per page, or parts for the model to read
       images                     PNG, JPEG, GIF, WebP for the model (attach mode)
+    sources                      both sides for any input: find (local and URLs), read_items
+      tables                     rows of CSV/TSV/JSONL/Parquet as documents (inputs.text_column)
+      remote                     s3:// and other fsspec URLs: list, read, publish the output
 
 What becomes what:
 

@@ -16,6 +16,7 @@ import s3fs
 from moto import settings as moto_settings
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from pipeline import plan
 from pipeline.cli import EXIT_FATAL, main
 from pipeline.client import ApiKey, Endpoint
 from pipeline.errors import InputProblem
@@ -95,6 +96,13 @@ def test_bucket_gives_the_same_rows_as_disk_and_results_go_back(
     )  # fmt: skip
     url = f"s3://{BUCKET}/results/summaries.parquet"
     job = load_job(JOBS / "summarize.toml", inputs=[f"s3://{BUCKET}/docs"], output=url)
+    local_plan = plan.make_plan(load_job(JOBS / "summarize.toml", output=str(tmp_path / "p")))
+    bucket_plan = plan.make_plan(job)
+    assert (bucket_plan.documents, bucket_plan.requests, bucket_plan.input_tokens) == (
+        local_plan.documents,
+        local_plan.requests,
+        local_plan.input_tokens,
+    )
     sent_before = server.stats()["served"]["total"]
     anyio.run(run_job, job, endpoint_of(server))
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="results/")["Contents"]}
