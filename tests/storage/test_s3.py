@@ -194,3 +194,19 @@ def test_refused_credentials_stop_before_anything_is_sent(
     assert "credentials" in err
     assert "local-secret" not in err
     assert server.stats()["served"]["total"] == 0
+
+
+def test_an_output_url_is_written_locally_first_under_the_state_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path))
+    url = "s3://reports/nightly/summaries.parquet"
+    job = load_job(JOBS / "summarize.toml", output=url)
+    assert job.output_url == url
+    assert job.output_path.parent.parent == tmp_path / "remote"
+    assert job.output_path.name == "summaries.parquet"
+    assert job.state_path.parent == job.output_path.parent
+    other = load_job(JOBS / "summarize.toml", output="s3://reports/other/summaries.parquet")
+    assert other.output_path != job.output_path  # each URL its own state and lock
+    assert remote.is_url(url)
+    assert not remote.is_url("out/s3:/x.parquet")

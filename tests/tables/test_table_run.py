@@ -149,3 +149,13 @@ def test_sample_job_runs(simulator: SimulatorServer, tmp_path: Path) -> None:
     skipped = rows.filter(pl.col("status") == "skipped").row(0, named=True)
     assert skipped["ticket_id"] == "T-1008"  # a bad row still carries its kept columns
     assert rows.schema["urgency"] == pl.Int64
+
+
+def test_a_template_column_may_not_reach_into_a_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{title\.upper\}"):
+        load_job(JOB, overrides=['prompt.template="{title.upper} {text}"'])
+
+
+def test_without_text_column_unknown_placeholders_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{title\}"):
+        load_job(ROOT / "jobs" / "summarize.toml", overrides=['prompt.template="{title} {text}"'])
