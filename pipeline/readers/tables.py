@@ -31,6 +31,8 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -45,7 +47,7 @@ from pipeline.models import Document, Section
 from pipeline.readers import remote
 from pipeline.readers.formats import TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions, TableOptions
-from pipeline.readers.read import document_id, secret_file
+from pipeline.readers.read import _OPEN_FLAGS, document_id, secret_file
 from pipeline.readers.sensitive import secret_by_content
 
 FORMATS = {
@@ -70,16 +72,27 @@ def table_format(name: str) -> str | None:
 
 @contextmanager
 def _opened(candidate: Candidate) -> Iterator[IO[bytes]]:
-    if candidate.url is not None:
-        file = remote.open_binary(candidate)
-    else:
-        try:
-            file = open(candidate.path, "rb")  # noqa: SIM115 (closed below)
-        except OSError as exc:
-            why = exc.strerror or exc
-            raise Unreadable(f"{candidate.source} cannot be opened ({why})") from exc
+    file = remote.open_binary(candidate) if candidate.url is not None else _open_local(candidate)
     with file:
         yield file
+
+
+def _open_local(candidate: Candidate) -> IO[bytes]:
+    """Opened as ``read_document`` opens a file: never blocking, only the regular file
+    discovery saw (a file swapped for a link or another file since is refused)."""
+    label = candidate.source
+    try:
+        fd = os.open(candidate.path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise Unreadable(f"{label} cannot be opened ({exc.strerror or exc})") from exc
+    info = os.fstat(fd)
+    if candidate.identity is not None and (info.st_dev, info.st_ino) != candidate.identity:
+        os.close(fd)
+        raise Unreadable(f"{label} changed after the inputs were listed; run again to read it")
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise Skipped(f"{label} is not a regular file (a directory, pipe or device)")
+    return os.fdopen(fd, "rb")
 
 
 # ---- schema ----------------------------------------------------------------------------
