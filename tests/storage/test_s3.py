@@ -110,6 +110,7 @@ def test_bucket_gives_the_same_rows_as_disk_and_results_go_back(
         "results/summaries.parquet",
         "results/summaries.calls.parquet",
         "results/summaries.report.json",
+        "results/summaries.report.html",
     }
     fs = s3fs.S3FileSystem()
     with fs.open(url, "rb") as file:
