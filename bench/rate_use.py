@@ -271,8 +271,9 @@ def _free_port() -> int:
         return port
 
 
-# `pipeline simulate`, from the same environment as this script.
-SIMULATE = [sys.executable, "-m", "pipeline", "simulate"]
+# `pipeline simulate`, from the same environment as this script, serving Anthropic's ids (the
+# benchmarks' MODEL) beside the gateway's.
+SIMULATE = [sys.executable, "-m", "pipeline", "simulate", "--models", "both"]
 
 
 class SimulatorStartError(RuntimeError):

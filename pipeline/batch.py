@@ -36,6 +36,7 @@ from pipeline.errors import PipelineError, RetriesExhausted, is_retryable
 from pipeline.limits import Clock, Sleep
 from pipeline.models import Attempt, Call, CallResult
 from pipeline.pool import RunTotals, Sink
+from pipeline.preflight import check_endpoint
 from pipeline.store import ResultStore
 
 log = logging.getLogger("pipeline.batch")
@@ -87,6 +88,7 @@ class BatchEngine:
         max_attempts: int = 3,
         max_requests: int = MAX_REQUESTS,
         max_bytes: int = MAX_BYTES,
+        model: str | None = None,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         sleep: Sleep = anyio.sleep,
@@ -94,6 +96,7 @@ class BatchEngine:
         self.client, self.store, self.settings = client, store, settings
         self.poll_s, self.gather_s, self.max_attempts = poll_s, gather_s, max_attempts
         self.max_requests, self.max_bytes = max_requests, max_bytes
+        self.model = model  # checked against /v1/models before anything is sent
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self.concurrency = 1  # for messages about calls in flight
         self.stopping = False
@@ -121,8 +124,8 @@ class BatchEngine:
     async def run(
         self, calls: Iterable[Call] | AsyncIterable[Call], sink: Sink, *, check: bool = True
     ) -> RunTotals:
-        if check:
-            await self.client.check()
+        if check:  # the key, the model and Message Batches themselves, before anything is sent
+            await check_endpoint(self.client, model=self.model, batches=True)
         with self._scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._feed, calls)

@@ -29,9 +29,9 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from pipeline import __version__, logs, plan, report
-from pipeline.client import ApiKey, Endpoint, MessagesClient, resolve_endpoint
-from pipeline.errors import RunBusy, RunFatal
+from pipeline import __version__, logs, plan, preflight, report
+from pipeline.client import KEY_VARIABLES, ApiKey, Endpoint, MessagesClient, resolve_endpoint
+from pipeline.errors import RunBusy, RunFatal, Transient
 from pipeline.progress import Bar, Display, PlainLines
 from pipeline.runner import RunControl, RunOutcome, check_inputs, run_job
 from pipeline.simulator import (
@@ -46,6 +46,7 @@ from pipeline.simulator import (
     SimulatorServer,
     serve,
 )
+from pipeline.simulator.config import MODEL_SETS
 from pipeline.simulator.service import Simulator
 from pipeline.spec import Job, load_job
 from pipeline.tokens import estimate_text
@@ -164,6 +165,25 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     batches.add_argument(
         "--batch-expired", type=float, default=0.0, metavar="P", help="share of requests expired"
     )
+    served = sim.add_argument_group(
+        "what it serves (default: MegaLLM's four model ids, every endpoint)"
+    )
+    served.add_argument(
+        "--models",
+        choices=MODEL_SETS,
+        default="gateway",
+        help="gateway: the ids on MegaLLM's page; anthropic: Anthropic's ids and aliases; both",
+    )
+    served.add_argument(
+        "--no-count-tokens",
+        action="store_true",
+        help="leave out /v1/messages/count_tokens (a 404, as on a gateway without it)",
+    )
+    served.add_argument(
+        "--no-batches",
+        action="store_true",
+        help="leave out the Message Batches endpoints (a 404, as on a gateway without them)",
+    )
     sim.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -209,6 +229,9 @@ def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
             expired=args.batch_expired,
             seed=args.seed,
         ),
+        models=args.models,
+        count_tokens=not args.no_count_tokens,
+        message_batches=not args.no_batches,
     )
 
 
@@ -228,9 +251,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     key_note = (
         DEFAULT_API_KEY if not args.api_keys and SIMULATOR_KEY_ENV not in os.environ else "<yours>"
     )
+    served = ", ".join(model.id for model in config.served.models)
     print(
         f"Messages API simulator on http://{args.host}:{args.port}  "
-        f"(key {key_note}; {_describe_limits(config.limits)})",
+        f"(key {key_note}; {_describe_limits(config.limits)}; models {served})",
         file=sys.stderr,
     )
     serve(Simulator(config), host=args.host, port=args.port, log_level=args.log_level)
@@ -267,6 +291,12 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--simulate",
         action="store_true",
         help="run against a local simulator of the API started for this run: no key, no cost",
+    )
+    run.add_argument(
+        "--simulate-models",
+        choices=MODEL_SETS,
+        default="gateway",
+        help="with --simulate: the model ids it serves (default gateway: MegaLLM's four)",
     )
     run.add_argument(
         "--max-duration",
@@ -326,10 +356,29 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="PATH",
         help="write the report as one self-contained HTML page (default: OUTPUT.report.html)",
     )
-    validate = commands.add_parser("validate", help="check a job spec without sending anything")
+    validate = commands.add_parser(
+        "validate",
+        help="check a job spec without sending anything",
+        description="Check a job spec, its inputs and (with a key) that the endpoint serves "
+        "its model: GET /v1/models, free; no document is sent.",
+    )
     validate.add_argument("job", type=Path)
     validate.add_argument("paths", nargs="*")
     validate.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    validate.add_argument("--base-url", help="the API's base URL (endpoint.base_url)")
+    models = commands.add_parser(
+        "models",
+        help="what the endpoint serves, with window, largest output and price",
+        description="List the models the endpoint serves (GET /v1/models, free) with the "
+        "window, largest max_tokens and price the project will use for each.",
+    )
+    models.add_argument("--base-url", help="the API's base URL (default: as for a run)")
+    models.add_argument("--api-key-env", help="the variable holding the key")
+    models.add_argument(
+        "--simulate", action="store_true", help="ask the local simulator as shipped instead"
+    )
+    models.add_argument("--simulate-models", choices=MODEL_SETS, default="gateway")
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 def _load(args: argparse.Namespace) -> Job:
@@ -343,15 +392,61 @@ def _load(args: argparse.Namespace) -> Job:
     )
 
 
+def _job_endpoint(job: Job) -> Endpoint | None:
+    """The endpoint a run of ``job`` would use, or None when no key is set (then the model
+    cannot be checked, and is not: ``validate`` and ``plan`` work without a key)."""
+    spec = job.spec.endpoint
+    names = (spec.api_key_env, *KEY_VARIABLES) if spec.api_key_env else KEY_VARIABLES
+    if not any(os.environ.get(name, "").strip() for name in names):
+        return None
+    return resolve_endpoint(
+        base_url=spec.base_url,
+        key_variable=spec.api_key_env,
+        allow_insecure=spec.allow_insecure_http,
+    )
+
+
+def _check_model(job: Job) -> str:
+    """Check the job's model (and batches) against the endpoint; say what was checked."""
+    endpoint = _job_endpoint(job)
+    if endpoint is None:
+        return "not checked against the endpoint: no API key set"
+    try:
+        served = preflight.check_job(job, endpoint)
+    except Transient as exc:  # busy or unreachable: a run would retry; this is only a check
+        return f"not checked: {endpoint.host} did not answer ({exc.message})"
+    if served is None:
+        return f"not checked: {endpoint.host} has no /v1/models"
+    return f"served by {endpoint.host}"
+
+
 def run_validate(args: argparse.Namespace) -> int:
     job = _load(args)
     check_inputs(job)
     budget = job.chunk_budget(estimate_text)
+    checked = _check_model(job)
     logs.echo(
-        f"{args.job}: ok. Job '{job.name}': model {job.spec.model.name}, "
+        f"{args.job}: ok. Job '{job.name}': model {job.spec.model.name} ({checked}), "
         f"{job.spec.chunking.strategy}, up to {budget:,} tokens a chunk, output "
         f"{job.output_url or job.output_path}"
     )
+    return EXIT_OK
+
+
+def run_models(args: argparse.Namespace) -> int:
+    if args.simulate:
+        config = SimulatorConfig(models=args.simulate_models)
+        with SimulatorServer(config) as server:
+            endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
+            served = preflight.list_served(endpoint)
+    else:
+        endpoint = resolve_endpoint(base_url=args.base_url, key_variable=args.api_key_env)
+        served = preflight.list_served(endpoint)
+    if served is None:
+        log.error("%s has no /v1/models: it does not say what it serves", endpoint.base_url)
+        return EXIT_FATAL
+    rows = preflight.describe(served)
+    print(json.dumps(rows, indent=2) if args.json else preflight.render(rows, endpoint.base_url))
     return EXIT_OK
 
 
@@ -360,7 +455,9 @@ def run_job_command(args: argparse.Namespace) -> int:
     spec = job.spec
     display = _start_logging(args)
     if args.simulate:
-        config = SimulatorConfig(limits=job.limits, latency=Latency(0.05, 0.0005))
+        config = SimulatorConfig(
+            limits=job.limits, latency=Latency(0.05, 0.0005), models=args.simulate_models
+        )
         with SimulatorServer(config) as server:
             endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
             log.info("using the local simulator at %s (no key, no cost)", server.url)
@@ -431,6 +528,7 @@ def _run(
 def run_plan(args: argparse.Namespace) -> int:
     job = _load(args)
     check_inputs(job)
+    log.info("model %s: %s", job.spec.model.name, _check_model(job))
     counter = None
     if args.exact:
         spec = job.spec
@@ -483,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": run_validate,
         "report": run_report,
         "plan": run_plan,
+        "models": run_models,
     }
     logs.configure(stream=sys.stderr)
     try:

@@ -36,6 +36,7 @@ from pipeline.errors import (
     ConnectionFailed,
     InvalidRequest,
     ModelNotFound,
+    NotOffered,
     Overloaded,
     PermissionDenied,
     PipelineError,
@@ -558,7 +559,8 @@ class MessagesClient:
             return assembler.reply()
 
     async def count_tokens(self, params: Mapping[str, Any]) -> int:
-        """Exact input tokens of a request, from POST /v1/messages/count_tokens (free)."""
+        """Exact input tokens of a request, from POST /v1/messages/count_tokens (free).
+        ``NotOffered`` when the server has no such endpoint (a gateway may not)."""
         wanted = ("model", "messages", "system", "tools", "tool_choice")
         body = {key: params[key] for key in wanted if key in params}
         try:
@@ -567,6 +569,12 @@ class MessagesClient:
             )
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
+        if response.status_code == 404:
+            raise NotOffered(
+                f"{self.endpoint.host} has no /v1/messages/count_tokens (it answered 404)",
+                status=404,
+                request_id=response.headers.get("request-id"),
+            )
         if response.status_code != 200:
             raise self._fail(response)
         try:
@@ -632,6 +640,25 @@ class MessagesClient:
             error = _error_from_status(status, envelope, {}, self.endpoint)
             return BatchResult(custom_id, kind, None, error)
         return BatchResult(custom_id, kind, None, None)  # canceled, expired: not billed
+
+    async def get_json(
+        self, path: str, params: Mapping[str, str | int] | None = None
+    ) -> Mapping[str, Any] | None:
+        """GET ``path`` as a JSON object; None when the server has no such thing (404), as a
+        gateway may not offer ``/v1/models`` or Message Batches."""
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._fail(response)
+        try:
+            found = response.json()
+        except ValueError as exc:
+            raise BrokenReply(f"{path} replied with a body that is not JSON", status=200) from exc
+        return found if isinstance(found, Mapping) else None
 
     async def check(self) -> None:
         """Fail fast before a run: is the host reachable, and is the key accepted?

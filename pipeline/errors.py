@@ -10,7 +10,9 @@
     │   ├── ModelNotFound            404: the model name is wrong for this endpoint
     │   ├── SpendCapReached          429 with no retry-after and a spend-limit code
     │   ├── HostUnreachable          no connection could be made, after retries
-    │   └── StorageRefused           object storage refused the credentials, or cannot be reached
+    │   ├── StorageRefused           object storage refused the credentials, or cannot be reached
+    │   └── NotOffered               404 on an endpoint a gateway may leave out (count_tokens,
+    │                                Message Batches): fatal only where the job needs it
     ├── InputProblem             a file that cannot become a request: an error or skipped row
     │   ├── Unreadable               cannot be opened or decoded; a broken PDF
     │   ├── EmptyDocument            a PDF with no pages or no extractable text (a scan?)
@@ -117,6 +119,10 @@ class HostUnreachable(RunFatal):
 
 
 class StorageRefused(RunFatal):
+    pass
+
+
+class NotOffered(RunFatal):
     pass
 
 

@@ -45,6 +45,7 @@ class Document:
     # inputs.keep_columns values, by output column, copied into its output row.
     fields: Mapping[str, str] = field(default_factory=dict, hash=False)
     kept: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    scanned_pages: int = 0  # pages sent as a document because the PDF has no text layer
 
     @property
     def text(self) -> str:

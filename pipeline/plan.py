@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from pipeline.client import MessagesClient
-from pipeline.errors import InputProblem
+from pipeline.errors import InputProblem, NotOffered
 from pipeline.limits import Limits
 from pipeline.models import Document, Usage
 from pipeline.planner import first_round, request_for
@@ -54,6 +54,11 @@ class Plan:
     cached_prefix_tokens: int = 0  # the shared prefix, per request, if it is cached
     exact: bool = False
     max_tokens: int = 0
+    scans: int = 0  # documents without a text layer, sent as documents (inputs.scans)
+    scan_pages: int = 0
+    scan_input_tokens: int = 0  # their share of input_tokens (estimated)
+    price_basis: str = "list price"  # where the price comes from (``Job.price_basis``)
+    count_tokens_missing: bool = False  # --exact, but the endpoint has no count_tokens
 
     @property
     def all_requests(self) -> int:
@@ -112,6 +117,7 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
     spec = job.spec
     plan = Plan(job.name, spec.model.name, exact=counter is not None)
     plan.max_tokens = spec.model.max_tokens
+    plan.price_basis = job.price_basis
     budget = job.chunk_budget(estimate_text)
     settings = settings_hash(job.answer_settings())
     finished = finished_keys(job.state_path)
@@ -126,10 +132,16 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
         plan.documents += 1
         first = first_round(job, budget, item)
         plan.chunks += first.chunk_count
+        if item.scanned_pages:
+            plan.scans += 1
+            plan.scan_pages += item.scanned_pages
         for unit in first.units:
             params = request_for(job, item, unit, template=job.template, final=first.final)
             plan.requests += 1
-            plan.input_tokens += estimate_request(params)
+            estimated = estimate_request(params)
+            plan.input_tokens += estimated
+            if item.scanned_pages:
+                plan.scan_input_tokens += estimated
             if counter is not None:
                 requests.append(params)
         if not first.final:
@@ -137,7 +149,10 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
             plan.combining += combining
             plan.combining_input_max += tokens
     if counter is not None:  # combining requests cannot be counted before their parts exist
-        plan.input_tokens = anyio.run(_count, counter, requests)
+        try:
+            plan.input_tokens = anyio.run(_count, counter, requests)
+        except NotOffered:  # a gateway without count_tokens: the estimates stand
+            plan.exact, plan.count_tokens_missing = False, True
     plan.cached_prefix_tokens = cached_prefix_tokens(job)
     return plan
 
@@ -158,6 +173,8 @@ def _combining(job: Job, parts: int, budget: int) -> tuple[int, int]:
 
 
 async def _count(client: MessagesClient, requests: list[dict[str, Any]]) -> int:
+    if not requests:
+        return 0
     total = 0
     slots = anyio.Semaphore(4)
 
@@ -167,9 +184,11 @@ async def _count(client: MessagesClient, requests: list[dict[str, Any]]) -> int:
             counted = await client.count_tokens(params)
         total += counted  # not ``total += await ...``: that reads total before the await
 
-    async with client, anyio.create_task_group() as group:
-        for params in requests:
-            group.start_soon(one, params)
+    async with client:
+        await one(requests[0])  # alone first: a server without count_tokens says so once
+        async with anyio.create_task_group() as group:
+            for params in requests[1:]:
+                group.start_soon(one, params)
     return total
 
 
@@ -186,10 +205,23 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
     combining = f" + {plan.combining:,} combining partial answers" if plan.combining else ""
     lines.append(f"  requests   {plan.requests:,} ({plan.chunks:,} chunks){combining}")
     how = "counted by the API" if plan.exact else "estimated, usually 10-50% over the API's count"
+    if plan.count_tokens_missing:
+        how += "; the endpoint has no count_tokens"
     lines.append(f"  input      {plan.input_tokens:,} tokens ({how})")
     if plan.combining:
         lines.append(
             f"{'':13}+ up to {plan.combining_input_max:,} tokens of partial answers to combine"
+        )
+    if plan.scans:
+        priced = (
+            f", about ${plan.scan_input_tokens * price.input / 1_000_000:,.4f} of input"
+            if price is not None
+            else ""
+        )
+        lines.append(
+            f"  scans      {plan.scans:,} PDFs without a text layer, {plan.scan_pages:,} pages "
+            f"sent as documents (inputs.scans): ~{plan.scan_input_tokens:,} of the input "
+            f"tokens{priced}"
         )
     if plan.cached_prefix_tokens:
         lines.append(
@@ -206,7 +238,7 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
     else:
         output_cost = usage.output_tokens * price.output / 1_000_000
         lines.append(
-            f"  cost       up to ${price.cost(usage):,.4f} at list prices "
+            f"  cost       up to ${price.cost(usage):,.4f} at the {plan.price_basis} "
             f"(input ${price.cost(usage) - output_cost:,.4f}, output up to ${output_cost:,.4f}); "
             f"${price.cost(usage, batch=True):,.4f} through Message Batches"
         )
@@ -238,8 +270,17 @@ def as_dict(plan: Plan, price: Price | None, limits: Limits) -> dict[str, Any]:
         "input_exact": plan.exact,
         "combining_input_tokens_max": plan.combining_input_max,
         "cached_prefix_tokens": plan.cached_prefix_tokens,
+        "scans": {
+            "documents": plan.scans,
+            "pages": plan.scan_pages,
+            "input_tokens": plan.scan_input_tokens,
+            "input_cost_usd": None
+            if price is None
+            else round(plan.scan_input_tokens * price.input / 1_000_000, 6),
+        },
         "output_tokens_max": plan.output_tokens_max,
         "cost_usd_max": None if price is None else round(price.cost(usage), 6),
+        "price_basis": None if price is None else plan.price_basis,
         "cost_usd_max_batch": None if price is None else round(price.cost(usage, batch=True), 6),
         "least_time_s": round(seconds, 1),
         "binding_limit": binding,

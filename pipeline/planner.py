@@ -9,7 +9,7 @@ A document becomes units (chunks of text that fit the window, or attachments); t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.chunking import split
@@ -36,20 +36,30 @@ class FirstRound:
     notes: list[str] = field(default_factory=list)
 
 
+# What {text} says for scanned pages (a PDF's pages without a text layer, sent as a document).
+SCAN_TEXT = "(these pages have no text layer: they are attached above)"
+
+
 def units_of(job: Job, budget: int, document: Document) -> list[Unit]:
-    if document.attachments:
-        count = len(document.attachments)
-        return [
-            Unit(f"part/{i}", "", Chunk(i, count, "", 0, attachment.pages), attachment)
-            for i, attachment in enumerate(document.attachments)
-        ]
-    chunks = split(
-        document.sections,
-        budget,
-        overlap=job.spec.chunking.overlap_tokens,
-        code=document.kind == "code",
+    """The document's text in chunks that fit ``budget``, then its attachments (in attach
+    mode, or the pages of a PDF without a text layer), one request each."""
+    chunks = (
+        split(
+            document.sections,
+            budget,
+            overlap=job.spec.chunking.overlap_tokens,
+            code=document.kind == "code",
+        )
+        if document.sections or not document.attachments
+        else []
     )
-    return [Unit(f"map/{c.index}", c.text, c) for c in chunks]
+    count = len(chunks) + len(document.attachments)
+    units = [Unit(f"map/{c.index}", c.text, replace(c, count=count)) for c in chunks]
+    text = SCAN_TEXT if document.scanned_pages else ""
+    for i, attachment in enumerate(document.attachments):
+        chunk = Chunk(len(chunks) + i, count, "", 0, attachment.pages)
+        units.append(Unit(f"part/{i}", text, chunk, attachment))
+    return units
 
 
 def first_round(job: Job, budget: int, document: Document) -> FirstRound:

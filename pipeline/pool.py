@@ -14,6 +14,7 @@ reach the sink, and the error is raised to the caller.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -37,6 +38,7 @@ from pipeline.errors import (
 )
 from pipeline.limits import Clock, Limits, Pacer, Sleep
 from pipeline.models import Attempt, Call, CallResult, Reply
+from pipeline.preflight import check_endpoint
 from pipeline.retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.pool")
@@ -87,6 +89,7 @@ class Engine:
         retry: RetryPolicy | None = None,
         stream: bool = False,
         warm_up: bool = False,
+        model: str | None = None,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         sleep: Sleep = anyio.sleep,
@@ -97,6 +100,7 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.stream = stream
         self.warm_up = warm_up  # send the first call alone (it writes the prompt cache)
+        self.model = model  # checked against the endpoint's /v1/models before anything is sent
         self.concurrency = limits.max_concurrency or DEFAULT_CONCURRENCY
         self.pacer = Pacer(limits, clock=clock, sleep=sleep)
         self._slots = anyio.CapacityLimiter(self.concurrency)
@@ -196,12 +200,14 @@ class Engine:
         return CallResult(call, reply, None, tuple(attempts))
 
     async def preflight(self, attempts: int = 3) -> None:
-        """Fail fast, before any document is sent: a refused key or an unreachable host
-        stops the run here with a message that says what to fix."""
+        """Fail fast, before any document is sent: a refused key, an unreachable host or a
+        model the endpoint does not serve stops the run here with a message that says what
+        to fix (``pipeline.preflight``)."""
         quick = RetryPolicy(max_attempts=attempts, initial_wait_s=0.5, max_wait_s=2.0)
+        check = functools.partial(check_endpoint, self.client, model=self.model)
         try:
             await call_with_retries(
-                self.client.check, quick, clock=self._clock, sleep=self._sleep, rng=self._rng
+                check, quick, clock=self._clock, sleep=self._sleep, rng=self._rng
             )
         except ConnectionFailed as exc:
             raise HostUnreachable(

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from pipeline.catalogue import cache_minimum
 from pipeline.models import Attachment, Chunk, Document
-from pipeline.pricing import cache_minimum
 from pipeline.spec import Job
 from pipeline.tokens import estimate_text
 

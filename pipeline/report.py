@@ -107,6 +107,7 @@ class RunInfo:
     ended: str  # completed | interrupted | max_duration | budget | fatal
     fatal_error: str | None = None
     batch: bool = False  # sent through Message Batches, at half price
+    price_basis: str = "list price"  # where the price comes from (``Job.price_basis``)
 
 
 def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str, Any]:
@@ -150,6 +151,7 @@ def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str,
             "cache_write": usage.cache_creation_input_tokens,
         },
         "cost_usd": round(tally.cost_usd, 6) if info.price is not None else None,
+        "price_basis": info.price_basis if info.price is not None else None,
         "batch": info.batch,
         "throughput": {
             "documents_per_min": round(tally.done / minutes, 2),
@@ -213,7 +215,11 @@ def render(report: dict[str, Any]) -> str:
     cost = report["cost_usd"]
     lines.append(
         "  cost       "
-        + (f"${cost:,.4f} estimated at list prices" if cost is not None else "unknown (no price)")
+        + (
+            f"${cost:,.4f} estimated at the {report.get('price_basis') or 'list price'}"
+            if cost is not None
+            else "unknown (no price)"
+        )
         + (", Message Batches at half price" if report.get("batch") and cost is not None else "")
     )
     p50, p95 = calls["latency_p50_s"], calls["latency_p95_s"]

@@ -33,7 +33,14 @@ from pipeline.batch import BatchEngine
 from pipeline.budget import BudgetGuard
 from pipeline.chunking import reduce_groups, split
 from pipeline.client import Endpoint, MessagesClient
-from pipeline.errors import InputProblem, InvalidRequest, PipelineError, RunBusy, Skipped
+from pipeline.errors import (
+    InputProblem,
+    InvalidRequest,
+    NotOffered,
+    PipelineError,
+    RunBusy,
+    Skipped,
+)
 from pipeline.limits import Clock, Sleep
 from pipeline.models import Call, CallResult, Document, Section, Usage
 from pipeline.planner import Unit, first_round, request_for
@@ -46,7 +53,7 @@ from pipeline.readers.sources import find, read_items
 from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
 from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
-from pipeline.spec import CONTEXT_WINDOW, Job
+from pipeline.spec import Job
 from pipeline.store import ResultStore, document_key, settings_hash
 from pipeline.tokens import estimate_request, estimate_text
 
@@ -131,6 +138,7 @@ class JobRunner:
         self._reading_done = False
         self.ended = "completed"
         self.fatal_error: str | None = None
+        self._no_count_tokens = False  # the endpoint answered 404 to count_tokens
         self.outcome: RunOutcome | None = None
         self.store = ResultStore(job.state_path)  # it takes the job's lock
         if force:
@@ -144,6 +152,7 @@ class JobRunner:
                 poll_s=spec.endpoint.batch_poll_s,
                 gather_s=min(2.0, spec.endpoint.batch_poll_s),
                 max_attempts=spec.endpoint.batch_max_attempts,
+                model=spec.model.name,
             )
         else:
             self.engine = Engine(
@@ -155,6 +164,7 @@ class JobRunner:
                 ),
                 stream=spec.endpoint.stream,
                 warm_up=worth_caching(job, head_of(job.template)),
+                model=spec.model.name,
                 clock=clock or time.monotonic,
                 sleep=sleep or anyio.sleep,
             )
@@ -296,8 +306,8 @@ class JobRunner:
         assert error is not None
         if (
             isinstance(error, InvalidRequest)
-            and await self._over_window(result.call)
-            and self._resplit(run, part)
+            and (how := await self._over_window(result.call))
+            and self._resplit(run, part, how)
         ):
             return
         message = f"{run.document.source}: {error}"
@@ -316,22 +326,29 @@ class JobRunner:
             chunk=int(part.split("/")[1]) + 1 if per_chunk else None,
         )
 
-    async def _over_window(self, call: Call) -> bool:
+    async def _over_window(self, call: Call) -> str | None:
         """Was this refused because the input is over the window? Asked of count_tokens
-        (free), never read from the error's wording."""
+        (free), never read from the error's wording; where the endpoint has no count_tokens
+        (a gateway may not), the estimate decides: a refused request of at least half the
+        window is taken as too long. Returns how it was decided, or None if it was not over."""
         try:
             counted = await self.client.count_tokens(call.params)
+        except NotOffered:
+            if not self._no_count_tokens:
+                self._no_count_tokens = True
+                log.info("the endpoint has no count_tokens: token estimates decide instead")
+            return "by the estimate" if call.input_tokens * 2 >= self.job.window else None
         except PipelineError:
-            return False
-        return counted > CONTEXT_WINDOW
+            return None
+        return "by the server's count" if counted > self.job.window else None
 
-    def _resplit(self, run: DocumentRun, part: str) -> bool:
+    def _resplit(self, run: DocumentRun, part: str, how: str) -> bool:
         """The server counted more tokens than our estimate: split this part's text in two
         and send the halves with the same template; their answers are combined as usual.
         Only text parts of a document answered as a whole can be split (not attachments,
         not ``per_chunk`` rows)."""
         unit, template = run.sent[part]
-        if not unit.text or part.startswith("chunk/"):
+        if unit.attachment is not None or not unit.text or part.startswith("chunk/"):
             return False
         pieces = split([Section(unit.text)], max(1_000, estimate_text(unit.text) // 2))
         if len(pieces) < 2:
@@ -339,9 +356,7 @@ class JobRunner:
         index = run.order.index(part) if part in run.order else len(run.order)
         new_keys = [f"{part}.{i}" for i in range(len(pieces))]
         run.order[index : index + 1] = new_keys
-        run.notes.append(
-            f"{part} was over the window by the server's count: split in {len(pieces)}"
-        )
+        run.notes.append(f"{part} was over the window {how}: split in {len(pieces)}")
         for key, piece in zip(new_keys, pieces, strict=True):
             call = self._call(run, Unit(key, piece.text, piece), final=False, template=template)
             self._followups.send_nowait(call)
@@ -629,6 +644,7 @@ class JobRunner:
             limits=self.job.limits,
             price=self.job.price,
             batch=self.job.batch,
+            price_basis=self.job.price_basis,
             ended=self.ended,
             fatal_error=self.fatal_error,
         )
@@ -679,6 +695,7 @@ def input_options(job: Job) -> InputOptions:
         follow_symlinks=inputs.follow_symlinks,
         max_file_bytes=inputs.max_file_bytes,
         mode=inputs.mode,
+        scans=inputs.scans,
         code=inputs.code,
     )
 

@@ -26,16 +26,19 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline import catalogue
 from pipeline.atomic import partial_affixes
 from pipeline.client import normalise_base_url
 from pipeline.errors import ConfigError
 from pipeline.limits import TIERS, Limits
-from pipeline.pricing import Price, list_price
+from pipeline.pricing import Price
 from pipeline.readers import patterns, remote
 from pipeline.readers.sensitive import secret_by_content, secret_by_name
 from pipeline.report import page_path, report_path
 
-CONTEXT_WINDOW = 200_000
+# The largest window and output of a model in the table: no request can ask for more.
+CONTEXT_WINDOW = max(model.window for model in catalogue.MODELS)
+MAX_OUTPUT = max(model.max_output for model in catalogue.MODELS)
 
 # What a template may name. Nothing else: no attribute access, no indexing, no code.
 PLACEHOLDERS = {
@@ -115,6 +118,7 @@ class InputsSpec(_Section):
     follow_symlinks: bool = False
     max_file_bytes: Annotated[int, Field(ge=1, le=2_000_000_000)] = 50_000_000
     mode: Literal["text", "attach"] = "text"
+    scans: Literal["error", "attach"] = "error"
     code: bool = False
     # Table inputs (pipeline.readers.tables): each row of a CSV/TSV/JSONL/Parquet is a document.
     text_column: str | None = None
@@ -148,7 +152,7 @@ class PromptSpec(_Section):
 
 class ModelSpec(_Section):
     name: str = Field(min_length=1)
-    max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 1024
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT)] = 1024
     temperature: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     stop_sequences: list[Annotated[str, AfterValidator(_not_blank)]] = []
@@ -308,6 +312,7 @@ class Job:
             )
         )
         self.limits = spec.limits.resolve()
+        _check_max_tokens(spec.model)
         self.price = _price(spec)
         if spec.budget.max_cost_usd is not None and self.price is None:
             raise ConfigError(
@@ -437,8 +442,22 @@ class Job:
             "chunking": spec.chunking.model_dump(),
             "structured": spec.structured.model_dump(by_alias=True) if spec.structured else None,
             "mode": spec.inputs.mode,
+            # only when on: the key of a job that never attached scans stays what it was
+            **({"scans": spec.inputs.scans} if spec.inputs.scans != "error" else {}),
         }
         # keep_columns are not here: they are part of a row's content (its content hash)
+
+    @property
+    def price_basis(self) -> str:
+        """Where the job's prices come from, in words for plan and report."""
+        if self.spec.pricing != PricingSpec():
+            return "job's [pricing]"
+        return catalogue.price_basis(self.spec.model.name)
+
+    @property
+    def window(self) -> int:
+        """The model's context window, in tokens (``pipeline.catalogue``)."""
+        return catalogue.window(self.spec.model.name)
 
     @property
     def calls_path(self) -> Path:
@@ -449,8 +468,9 @@ class Job:
         """Tokens a chunk's text may take: the window less everything else in the request."""
         spec = self.spec
         fixed = estimate(spec.prompt.system) + estimate(_literal_part(self.template))
+        window = self.window
         budget = (
-            CONTEXT_WINDOW
+            window
             - fixed
             - spec.model.max_tokens
             - spec.chunking.safety_margin_tokens
@@ -461,7 +481,7 @@ class Job:
             raise ConfigError(
                 f"prompt/model: the prompt (about {fixed:,} tokens), model.max_tokens "
                 f"({spec.model.max_tokens:,}) and chunking.safety_margin_tokens ({margin:,}) leave "
-                f"less than 1,000 tokens of the {CONTEXT_WINDOW:,}-token window for the "
+                f"less than 1,000 tokens of the {window:,}-token window for the "
                 "document; shorten the prompt or lower model.max_tokens or the margin"
             )
         if spec.chunking.max_chunk_tokens is not None:
@@ -475,10 +495,20 @@ class Job:
         return budget
 
 
+def _check_max_tokens(model: ModelSpec) -> None:
+    """Refuse a ``max_tokens`` the model cannot give, before anything is sent."""
+    known = catalogue.find(model.name)
+    if known is not None and model.max_tokens > known.max_output:
+        raise ConfigError(
+            f"model.max_tokens: {model.max_tokens:,} is more than {model.name} can write in one "
+            f"answer ({known.max_output:,}); lower it"
+        )
+
+
 def _price(spec: JobSpec) -> Price | None:
     """The job's prices: ``[pricing]`` over the model's list price; None if unknown."""
     given = spec.pricing
-    listed = list_price(spec.model.name)
+    listed = catalogue.list_price(spec.model.name)
     input_rate = given.input_per_mtok if given.input_per_mtok is not None else None
     output_rate = given.output_per_mtok
     if listed is not None:

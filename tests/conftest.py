@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pipeline.simulator import SimulatorConfig, SimulatorServer
+from pipeline.simulator.config import ModelSet
 
 
 class FakeClock:
@@ -31,6 +32,10 @@ class FakeClock:
 
 
 StartSimulator = Callable[..., SimulatorServer]
+# The shared simulators serve every model the project knows: Anthropic's ids (which most
+# tests use) and the gateway's (which the shipped jobs use). A simulator as shipped serves
+# the gateway's alone; tests of that start one with SimulatorConfig().
+TEST_MODELS: ModelSet = "both"
 
 
 def wait_for_stats(
@@ -68,7 +73,8 @@ def start_simulator() -> Iterator[StartSimulator]:
     servers: list[SimulatorServer] = []
 
     def start(config: SimulatorConfig | None = None, **kwargs: object) -> SimulatorServer:
-        server = SimulatorServer(config or SimulatorConfig(), **kwargs).start()  # type: ignore[arg-type]
+        config = config or SimulatorConfig(models=TEST_MODELS)
+        server = SimulatorServer(config, **kwargs).start()  # type: ignore[arg-type]
         servers.append(server)
         return server
 
@@ -79,12 +85,13 @@ def start_simulator() -> Iterator[StartSimulator]:
 
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[SimulatorServer]:
-    """One simulator for the session, default settings: no limits, faults or latency.
+    """One simulator for the session, default settings but every model: no limits, faults
+    or latency.
 
     Shared, so its stats mix many tests' traffic: a test that reads stats, or needs limits
     or faults, starts its own with ``start_simulator``.
     """
-    with SimulatorServer(SimulatorConfig()) as server:
+    with SimulatorServer(SimulatorConfig(models=TEST_MODELS)) as server:
         yield server
 
 

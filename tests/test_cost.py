@@ -17,7 +17,7 @@ from pipeline.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from pipeline.spec import Job, parse_spec
 from pipeline.tokens import estimate_request
-from tests.conftest import StartSimulator
+from tests.conftest import TEST_MODELS, StartSimulator
 
 # About 2,000 tokens by the simulator's count: over Sonnet's 1,024-token cache minimum.
 GUIDE = " ".join(
@@ -61,7 +61,7 @@ def test_the_shared_prefix_is_cached_and_read_from_the_second_request_on(
     # Replies take time, as real ones do: without the warm-up the first four requests would
     # all be in flight together, each writing the cache (with instant replies they could
     # not overlap, and the test would pass without it).
-    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.1)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, latency=Latency(fixed=0.1)))
     outcome = run(make_job(tmp_path), server)
 
     rows = pl.read_parquet(outcome.output).sort("started_at")
@@ -79,7 +79,7 @@ def test_the_shared_prefix_is_cached_and_read_from_the_second_request_on(
 
     # The same job without caching pays more, by the rates of the pricing page.
     uncached = make_job(tmp_path / "u", prompt={"cache": False})
-    plain = run(uncached, start_simulator(SimulatorConfig()))
+    plain = run(uncached, start_simulator(SimulatorConfig(models=TEST_MODELS)))
     assert pl.read_parquet(plain.output)["cache_read_input_tokens"].sum() == 0
     assert plain.report["cost_usd"] > 2 * outcome.report["cost_usd"]
 
@@ -113,7 +113,7 @@ def test_a_prefix_below_the_models_minimum_is_not_marked(tmp_path: Path) -> None
 
 # Replies as long as max_tokens allows: a worst case that leaves out max_tokens, or prices
 # the cached prefix below the cache-write rate, is then far below what a request costs.
-LONG_REPLIES = SimulatorConfig(reply_tokens=(4_000, 4_000))
+LONG_REPLIES = SimulatorConfig(models=TEST_MODELS, reply_tokens=(4_000, 4_000))
 LONG = {"max_tokens": 4_000}
 
 
@@ -155,7 +155,9 @@ def test_the_worst_case_prices_the_cached_prefix_at_the_cache_write_rate(
     nothing, and that request does cost more than such a budget."""
     # The server counts 20% more than the text alone suggests (newer models' tokenizers
     # do), still within the client's estimate, which leaves room for 35%.
-    server = start_simulator(SimulatorConfig(reply_tokens=(4_000, 4_000), token_scale=1.2))
+    server = start_simulator(
+        SimulatorConfig(models=TEST_MODELS, reply_tokens=(4_000, 4_000), token_scale=1.2)
+    )
     job = make_job(tmp_path, model=LONG)
     assert job.price is not None
     first = sorted((tmp_path / "docs").iterdir())[0]

@@ -52,15 +52,15 @@ def test_plan_bounds_what_the_run_uses_and_exact_counts_match(
     monkeypatch.setenv("MEGALLM_API_KEY", simulator.api_key)
     out = str(tmp_path / "out.parquet")
     common = ["jobs/summarize.toml", str(corpus), "--output", out, "--set",
-              "chunking.max_chunk_tokens=2000"]  # fmt: skip
+              "chunking.max_chunk_tokens=2000", "--base-url", simulator.url]  # fmt: skip
     planned = cli_json(capsys, "plan", *common, "--json")
-    exact = cli_json(capsys, "plan", *common, "--json", "--exact", "--base-url", simulator.url)
+    exact = cli_json(capsys, "plan", *common, "--json", "--exact")
     assert planned["documents"] == 7
     assert planned["problems"] == {"empty_file": 1}
     assert planned["combining_requests"] >= 1  # long.txt: at most this many rounds
     assert planned["requests"] == planned["chunks"] > 7
 
-    assert main(["run", *common, "--base-url", simulator.url, "--quiet"]) == EXIT_OK
+    assert main(["run", *common, "--quiet"]) == EXIT_OK
     report = json.loads((tmp_path / "out.report.json").read_text())
     calls = pl.read_parquet(tmp_path / "out.calls.parquet")
     combining = calls["call"].str.starts_with("final/") | calls["call"].str.starts_with("reduce/")

@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from pipeline import rates, report
+from pipeline.catalogue import list_price
 from pipeline.cli import EXIT_OK, EXIT_USAGE, main
 from pipeline.limits import TIERS, Limits
 from pipeline.models import Attempt, Call, CallResult, Reply, Usage
-from pipeline.pricing import Price, list_price
+from pipeline.pricing import Price
 from pipeline.progress import PlainLines, line
 from pipeline.report import RunInfo, Tally
 from tests.conftest import FakeClock

@@ -134,7 +134,10 @@ def test_window_budget_leaves_room_for_prompt_and_answer() -> None:
     job = parse_spec(minimal(model={"max_tokens": 4000}), base_dir=Path("/"), name="t")
     budget = job.chunk_budget(len)
     assert budget == 200_000 - len("Summarize :\n") - 4000 - 2000 - 200
-    tight = minimal(model={"max_tokens": 128_000}, chunking={"safety_margin_tokens": 71_000})
+    tight = minimal(
+        model={"name": "claude-opus-4-6", "max_tokens": 128_000},
+        chunking={"safety_margin_tokens": 71_000},
+    )
     with pytest.raises(ConfigError, match="less than 1,000 tokens"):
         parse_spec(tight, base_dir=Path("/"), name="t").chunk_budget(len)
 

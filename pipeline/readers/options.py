@@ -9,6 +9,7 @@ from typing import Literal
 from pipeline.errors import ConfigError
 
 Mode = Literal["text", "attach"]
+Scans = Literal["error", "attach"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class InputOptions:
     code: bool = False  # every text file is source code: kind "code", language by extension
     urls: tuple[str, ...] = ()  # inputs in object storage: s3://bucket/prefix (readers.remote)
     table: TableOptions | None = None  # rows of tables are the documents (readers.tables)
+    scans: Scans = "error"  # attach: a PDF without a text layer goes as a document, not an error
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
@@ -67,6 +69,8 @@ class InputOptions:
             )
         if self.mode not in ("text", "attach"):
             raise ConfigError(f'inputs.mode must be "text" or "attach" (got {self.mode!r})')
+        if self.scans not in ("error", "attach"):
+            raise ConfigError(f'inputs.scans must be "error" or "attach" (got {self.scans!r})')
 
 
 @dataclass(frozen=True)

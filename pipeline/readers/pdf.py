@@ -212,7 +212,7 @@ def read_text(
         )
     raise EmptyDocument(
         f"{label} has no extractable text in its {len(pages)} page(s) (a scan, or images "
-        'only?): set inputs.mode = "attach" to send it to the model as a document'
+        'only?): set inputs.scans = "attach" to send such PDFs to the model as documents'
     )
 
 
@@ -281,3 +281,22 @@ def _write(reader: PdfReader, start: int, stop: int) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def pages_pdf(data: bytes, label: str, leave_out: set[int]) -> tuple[bytes, list[int]]:
+    """A PDF of the pages of ``data`` not in ``leave_out`` (1-based), and their numbers: the
+    pages of a PDF whose text was read that have none (scanned pages), to be attached."""
+    with _logged_notes():
+        reader = _open(data, label, [])
+        try:
+            numbers = [n for n in range(1, len(reader.pages) + 1) if n not in leave_out]
+            if not numbers:
+                return b"", numbers
+            writer = PdfWriter()
+            for number in numbers:
+                writer.add_page(reader.pages[number - 1])
+            out = io.BytesIO()
+            writer.write(out)
+        except Exception as exc:
+            raise _broken(label, exc) from exc
+    return out.getvalue(), numbers

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.errors import (
     BinaryFile,
+    EmptyDocument,
     EmptyFile,
     InputProblem,
     SecretFile,
@@ -160,10 +162,11 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     sections: tuple[Section, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     language = None
+    scanned = 0
     kind: Kind
     if found.kind == "pdf":
         kind = "pdf"
-        sections, attachments, notes = _read_pdf(data, label, name, options)
+        sections, attachments, notes, scanned = _read_pdf(data, label, name, options)
     elif found.kind == "image":
         kind = "image"
         if options.skip_secrets:
@@ -184,23 +187,39 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
         attachments=attachments,
         language=language,
         notes=notes,
+        scanned_pages=scanned,
     )
 
 
 def _read_pdf(
     data: bytes, label: str, name: str, options: InputOptions
-) -> tuple[tuple[Section, ...], tuple[Attachment, ...], tuple[str, ...]]:
-    """A PDF's text sections (text mode) or attachments (attach mode), and notes."""
+) -> tuple[tuple[Section, ...], tuple[Attachment, ...], tuple[str, ...], int]:
+    """A PDF's text sections (text mode) or attachments (attach mode), notes, and how many
+    pages go as a document because they have no text layer (``inputs.scans = "attach"``:
+    decided here, after the text extraction reported none)."""
     if options.mode == "attach":
         if options.skip_secrets:
             _scan_attached(data, label, name, pdf_text=True)
         attachments, notes = pdf.attachments(data, label)
-        return (), attachments, notes
-    sections, notes = pdf.read_text(data, label)
+        return (), attachments, notes, 0
+    try:
+        sections, notes = pdf.read_text(data, label)
+    except EmptyDocument:  # no text layer (or no pages: attachments says so again)
+        if options.scans != "attach":
+            raise
+        if options.skip_secrets:
+            _scan_attached(data, label, name, pdf_text=False)
+        attachments, notes = _scanned_pdf(data, label)
+        return (), attachments, notes, _pages(attachments)
     text = "\n".join(section.text for section in sections)
     if options.skip_secrets and (reason := secret_by_content(name, text)):
         raise secret_file(label, reason)
-    return sections, (), notes
+    if options.scans != "attach":
+        return sections, (), notes, 0
+    attachments, more, scanned = _scanned_pages(data, label, sections)
+    if attachments and options.skip_secrets:
+        _scan_attached(data, label, name, pdf_text=False)
+    return sections, attachments, (*notes, *more), scanned
 
 
 def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> None:
@@ -217,6 +236,41 @@ def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> Non
         return  # no text to scan (a scan, a damaged file): attachments() says what it can
     if reason := secret_by_content(name, "\n".join(section.text for section in sections)):
         raise secret_file(label, reason)
+
+
+def _scanned_pdf(data: bytes, label: str) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
+    """A PDF with no text layer (a scan), as document parts for the model to read
+    (``inputs.scans = "attach"``): decided here, after the text extraction found nothing."""
+    attachments, notes = pdf.attachments(data, label)
+    pages = _pages(attachments)
+    return attachments, (f"no text layer: its {pages:,} page(s) sent as a document", *notes)
+
+
+def _scanned_pages(
+    data: bytes, label: str, sections: tuple[Section, ...]
+) -> tuple[tuple[Attachment, ...], tuple[str, ...], int]:
+    """The pages of a PDF with text that have none (scanned pages, or pages whose text could
+    not be read), as document parts beside the text, with notes and their number; none when
+    every page has text."""
+    texted = {section.page for section in sections if section.page is not None}
+    if not texted:
+        return (), (), 0
+    subset, numbers = pdf.pages_pdf(data, label, texted)
+    if not numbers:
+        return (), (), 0
+    parts, _ = pdf.attachments(subset, label)
+    placed = tuple(  # each part's pages, as numbered in the whole PDF
+        replace(part, pages=(numbers[part.pages[0] - 1], numbers[part.pages[1] - 1]))
+        if part.pages
+        else part
+        for part in parts
+    )
+    shown = ", ".join(str(n) for n in numbers[:20]) + (", ..." if len(numbers) > 20 else "")
+    return placed, (f"page(s) {shown} without text sent as a document",), len(numbers)
+
+
+def _pages(attachments: tuple[Attachment, ...]) -> int:
+    return sum(last - first + 1 for first, last in (a.pages for a in attachments if a.pages))
 
 
 def _read_text(

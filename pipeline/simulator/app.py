@@ -21,8 +21,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from pipeline.catalogue import Model
 from pipeline.simulator.batch_routes import batch_routes
-from pipeline.simulator.config import MAX_BODY_BYTES, MODEL_ALIASES, MODELS
+from pipeline.simulator.config import MAX_BODY_BYTES
 from pipeline.simulator.envelope import ApiError, api_error, new_id, overloaded, rate_limited
 from pipeline.simulator.replies import message_body, sse, stream_events
 from pipeline.simulator.service import Simulator, Ticket
@@ -178,7 +179,9 @@ def create_app(sim: Simulator) -> Starlette:
     async def messages(request: Request, request_id: str) -> Response:
         api_key = sim.authenticate(request.headers)
         parsed = validate_messages(
-            await read_json(request, limit=MAX_BODY_BYTES), token_scale=sim.config.token_scale
+            await read_json(request, limit=MAX_BODY_BYTES),
+            token_scale=sim.config.token_scale,
+            served=sim.config.served,
         )
         ticket = sim.admit(parsed, api_key=api_key)
         if ticket.fault in ("overloaded", "api_error", "rate_limited"):
@@ -195,29 +198,38 @@ def create_app(sim: Simulator) -> Starlette:
     async def count_tokens(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
         tokens = validate_count_tokens(
-            await read_json(request, limit=MAX_BODY_BYTES), token_scale=sim.config.token_scale
+            await read_json(request, limit=MAX_BODY_BYTES),
+            token_scale=sim.config.token_scale,
+            served=sim.config.served,
         )
         sim.admit_count()
         headers = {**sim.rate_limit_headers(), "request-id": request_id}
         return JSONResponse({"input_tokens": tokens}, headers=headers)
 
-    def model_entry(model_id: str, name: str, created: str) -> dict[str, str]:
-        return {"type": "model", "id": model_id, "display_name": name, "created_at": created}
+    def model_entry(model: Model) -> dict[str, Any]:
+        return {
+            "type": "model",
+            "id": model.id,
+            "display_name": model.display_name,
+            "created_at": model.created_at,
+            "max_input_tokens": model.window,
+            "max_tokens": model.max_output,
+        }
 
     async def list_models(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
-        body = page([model_entry(*m) for m in MODELS], request.query_params)
+        entries = [model_entry(m) for m in sim.config.served.models]
+        body = page(entries, request.query_params)
         return JSONResponse(body, headers={**sim.rate_limit_headers(), "request-id": request_id})
 
     async def get_model(request: Request, request_id: str) -> Response:
         sim.authenticate(request.headers)
         wanted = request.path_params["model_id"]
-        resolved = MODEL_ALIASES.get(wanted, wanted)
-        for model in MODELS:
-            if model[0] == resolved:
-                headers = {**sim.rate_limit_headers(), "request-id": request_id}
-                return JSONResponse(model_entry(*model), headers=headers)
-        raise ApiError(404, "not_found_error", f"model: {wanted}")
+        model = sim.config.served.resolve(wanted)
+        if model is None:
+            raise ApiError(404, "not_found_error", f"model: {wanted}")
+        headers = {**sim.rate_limit_headers(), "request-id": request_id}
+        return JSONResponse(model_entry(model), headers=headers)
 
     async def stats(request: Request) -> Response:
         body = sim.stats.as_dict()
@@ -237,14 +249,15 @@ def create_app(sim: Simulator) -> Starlette:
         )
         return error_response(err, new_id("req"))
 
+    counting = Route(
+        "/v1/messages/count_tokens", endpoint("count_tokens", count_tokens), methods=["POST"]
+    )
     routes = [
         Route("/v1/messages", endpoint("messages", messages), methods=["POST"]),
-        Route(
-            "/v1/messages/count_tokens", endpoint("count_tokens", count_tokens), methods=["POST"]
-        ),
+        *([counting] if sim.config.count_tokens else []),
         Route("/v1/models", endpoint("models", list_models), methods=["GET"]),
         Route("/v1/models/{model_id}", endpoint("models", get_model), methods=["GET"]),
-        *batch_routes(sim, endpoint),
+        *(batch_routes(sim, endpoint) if sim.config.message_batches else []),
         Route("/_simulator/stats", stats, methods=["GET"]),
         Route("/_simulator/reset", reset, methods=["POST"]),
     ]

@@ -247,7 +247,9 @@ class BatchStore:
         if item.finish > end:
             return _line(item, {"type": "expired" if expired else "canceled"})
         try:
-            request = validate_messages(item.params, token_scale=self.config.token_scale)
+            request = validate_messages(
+                item.params, token_scale=self.config.token_scale, served=self.config.served
+            )
         except ApiError as err:
             return _line(item, {"type": "errored", "error": err.body(new_id("req"))})
         if item.fate == "expired":

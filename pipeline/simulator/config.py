@@ -6,14 +6,16 @@ field, so a bad command line or a bad test fixture fails at once with a message 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline import catalogue
 from pipeline.errors import ConfigError
 from pipeline.limits import Limits
 
-CONTEXT_WINDOW = 200_000
+CONTEXT_WINDOW = catalogue.DEFAULT_WINDOW  # each model's own is in the table; all are 200K
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_API_KEY = "sk-sim-local-key"
 # The shortest prefix the real API caches on Sonnet 4/4.5 and Opus 4/4.1 (other models: 2,048
@@ -22,26 +24,46 @@ CACHE_MIN_TOKENS = 1_024
 BATCH_MAX_REQUESTS = 100_000
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 
-# Models the simulator knows, newest first as the real list is; anything else is a 404.
-# (The two 4.6 entries carry placeholder dates: the simulator needs an order, not history.)
-MODELS: tuple[tuple[str, str, str], ...] = (
-    ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z"),
-    ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-01T00:00:00Z"),
-    ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-01T00:00:00Z"),
-    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
-    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
-    ("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z"),
-    ("claude-sonnet-4-20250514", "Claude Sonnet 4", "2025-05-14T00:00:00Z"),
-    ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"),
+# Which models the simulator serves: the ids on MegaLLM's page (by default: the gateway this
+# project is for), Anthropic's current list (with its aliases), or both. Facts, prices and
+# order come from the one table (``pipeline.catalogue``); anything else is a 404.
+ModelSet = Literal["gateway", "anthropic", "both"]
+MODEL_SETS: tuple[ModelSet, ...] = ("gateway", "anthropic", "both")
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """The models one simulator serves, newest first, and the aliases it resolves."""
+
+    models: tuple[catalogue.Model, ...]
+    aliases: dict[str, str]
+
+    def resolve(self, name: str) -> catalogue.Model | None:
+        wanted = self.aliases.get(name, name)
+        return next((model for model in self.models if model.id == wanted), None)
+
+
+@functools.cache
+def served_models(which: ModelSet) -> ServedModels:
+    listers: tuple[catalogue.Lister, ...] = (
+        ("gateway", "anthropic") if which == "both" else (which,)
+    )
+    found = {model.id: model for lister in listers for model in catalogue.listed(lister)}
+    models = tuple(sorted(found.values(), key=lambda model: model.created_at, reverse=True))
+    aliases = {
+        alias: model.id
+        for model in models
+        if "anthropic" in listers and "anthropic" in model.listed_by
+        for alias in model.aliases
+    }
+    return ServedModels(models, aliases)
+
+
+# Anthropic's list as (id, display name, created), and its aliases: what tests compare with.
+MODELS: tuple[tuple[str, str, str], ...] = tuple(
+    (model.id, model.display_name, model.created_at) for model in served_models("anthropic").models
 )
-MODEL_ALIASES: dict[str, str] = {
-    "claude-opus-4-5": "claude-opus-4-5-20251101",
-    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
-    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
-    "claude-opus-4-1": "claude-opus-4-1-20250805",
-    "claude-sonnet-4-0": "claude-sonnet-4-20250514",
-    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
-}
+MODEL_ALIASES: dict[str, str] = served_models("anthropic").aliases
 
 
 def _check_non_negative(
@@ -185,8 +207,19 @@ class SimulatorConfig:
     # depends on the model; see CACHE_MIN_TOKENS).
     cache_min_tokens: int = CACHE_MIN_TOKENS
     batches: Batches = field(default_factory=Batches)
+    models: ModelSet = "gateway"
+    # Endpoints a gateway may leave out: without them, their paths are a 404 as on a server
+    # that has no such route.
+    count_tokens: bool = True
+    message_batches: bool = True
+
+    @property
+    def served(self) -> ServedModels:
+        return served_models(self.models)
 
     def __post_init__(self) -> None:
+        if self.models not in MODEL_SETS:
+            raise ConfigError(f"models: one of {', '.join(MODEL_SETS)}, got {self.models!r}")
         if not self.api_keys or any(not key for key in self.api_keys):
             raise ConfigError("api_keys: give at least one non-empty key")
         low, high = self.reply_tokens
@@ -207,5 +240,6 @@ class SimulatorConfig:
             f"SimulatorConfig(api_keys=<{len(self.api_keys)} redacted>, limits={self.limits!r}, "
             f"faults={self.faults!r}, latency={self.latency!r}, "
             f"reply_tokens={self.reply_tokens!r}, cache_min_tokens={self.cache_min_tokens}, "
-            f"batches={self.batches!r})"
+            f"batches={self.batches!r}, models={self.models!r}, "
+            f"count_tokens={self.count_tokens}, message_batches={self.message_batches})"
         )

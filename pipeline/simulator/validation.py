@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.catalogue import Model
 from pipeline.simulator.cache import TTL_SECONDS, breakpoints
-from pipeline.simulator.config import CONTEXT_WINDOW, MODEL_ALIASES, MODELS
+from pipeline.simulator.config import ServedModels, served_models
 from pipeline.simulator.envelope import ApiError, invalid
 from pipeline.simulator.tokenizer import count_request
 
@@ -61,12 +62,7 @@ _COUNT_KEYS = frozenset(
 _BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result")
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
-_KNOWN_MODELS = {model_id for model_id, _, _ in MODELS}
-_MAX_OUTPUT = {
-    "claude-opus-4-1-20250805": 32_000,
-    "claude-3-5-haiku-20241022": 8_192,
-}
-_DEFAULT_MAX_OUTPUT = 64_000
+EVERY_MODEL = served_models("both")  # what a body is checked against without a server
 MAX_CACHE_BREAKPOINTS = 4
 
 
@@ -75,20 +71,20 @@ class MessagesRequest:
     """A validated request, with what the simulator needs kept typed."""
 
     body: Mapping[str, Any]
-    model: str
+    model: str  # as the reply names it: the id an alias stands for
     max_tokens: int
     stream: bool
     stop_sequences: tuple[str, ...]
     input_tokens: int
 
 
-def resolve_model(name: object) -> str:
+def resolve_model(name: object, served: ServedModels = EVERY_MODEL) -> Model:
     if not isinstance(name, str) or not name:
         raise invalid(
             "model: Field required" if name is None else "model: Input should be a valid string"
         )
-    model = MODEL_ALIASES.get(name, name)
-    if model not in _KNOWN_MODELS:
+    model = served.resolve(name)
+    if model is None:
         raise ApiError(404, "not_found_error", f"model: {name}")
     return model
 
@@ -252,8 +248,8 @@ def _check_tools(body: Mapping[str, Any]) -> None:
         raise invalid(f"tool_choice.name: Tool '{choice.get('name')}' not found in provided tools")
 
 
-def _check_common(body: Mapping[str, Any]) -> str:
-    model = resolve_model(body.get("model"))
+def _check_common(body: Mapping[str, Any], served: ServedModels) -> Model:
+    model = resolve_model(body.get("model"), served)
     _check_messages(body.get("messages"))
     system = body.get("system")
     if system is not None:
@@ -274,20 +270,26 @@ def charged_tokens(body: Mapping[str, Any], scale: float) -> int:
     return count if scale == 1.0 else math.ceil(count * scale)
 
 
-def validate_count_tokens(body: Any, *, token_scale: float = 1.0) -> int:
+def validate_count_tokens(
+    body: Any, *, token_scale: float = 1.0, served: ServedModels = EVERY_MODEL
+) -> int:
     """Validate a count_tokens body; return its input tokens."""
     if not isinstance(body, Mapping):
         raise invalid("Request body must be a JSON object")
     _check_extra(body, _COUNT_KEYS)
-    _check_common(body)
+    _check_common(body, served)
     return charged_tokens(body, token_scale)
 
 
-def validate_messages(body: Any, *, token_scale: float = 1.0) -> MessagesRequest:
+def validate_messages(
+    body: Any, *, token_scale: float = 1.0, served: ServedModels = EVERY_MODEL
+) -> MessagesRequest:
+    """Validate a Messages body against the ``served`` models (by default every model the
+    table knows, for checks without a server)."""
     if not isinstance(body, Mapping):
         raise invalid("Request body must be a JSON object")
     _check_extra(body, _MESSAGE_KEYS)
-    model = _check_common(body)
+    model = _check_common(body, served)
     max_tokens = body.get("max_tokens")
     if max_tokens is None:
         raise invalid("max_tokens: Field required")
@@ -295,11 +297,10 @@ def validate_messages(body: Any, *, token_scale: float = 1.0) -> MessagesRequest
         raise invalid("max_tokens: Input should be a valid integer")
     if max_tokens < 1:
         raise invalid("max_tokens: Input should be greater than or equal to 1")
-    ceiling = _MAX_OUTPUT.get(model, _DEFAULT_MAX_OUTPUT)
-    if max_tokens > ceiling:
+    if max_tokens > model.max_output:
         raise invalid(
-            f"max_tokens: {max_tokens} > {ceiling}, which is the maximum allowed number of "
-            f"output tokens for {model}"
+            f"max_tokens: {max_tokens} > {model.max_output}, which is the maximum allowed "
+            f"number of output tokens for {model.id}"
         )
     for key in ("temperature", "top_p"):
         _check_unit_interval(body, key)
@@ -315,11 +316,11 @@ def validate_messages(body: Any, *, token_scale: float = 1.0) -> MessagesRequest
     if not isinstance(stream, bool):
         raise invalid("stream: Input should be a valid boolean")
     input_tokens = charged_tokens(body, token_scale)
-    if input_tokens > CONTEXT_WINDOW:
-        raise invalid(f"prompt is too long: {input_tokens} tokens > {CONTEXT_WINDOW} maximum")
+    if input_tokens > model.window:
+        raise invalid(f"prompt is too long: {input_tokens} tokens > {model.window} maximum")
     return MessagesRequest(
         body=body,
-        model=model,
+        model=model.id,
         max_tokens=max_tokens,
         stream=stream,
         stop_sequences=tuple(stops),

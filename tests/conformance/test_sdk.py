@@ -43,8 +43,8 @@ from pipeline.simulator import (
     count_text,
     request_digest,
 )
-from pipeline.simulator.config import MODEL_ALIASES, MODELS
-from tests.conftest import FakeClock, StartSimulator
+from pipeline.simulator.config import MODEL_ALIASES, MODELS, served_models
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 
 pytestmark = pytest.mark.conformance
 
@@ -432,10 +432,12 @@ def test_count_tokens_matches_usage(
 
 def test_models_list(client: anthropic.Anthropic) -> None:
     models = list(client.models.list())
-    assert len(models) == len(MODELS)
+    served = [(m.id, m.display_name, m.created_at) for m in served_models(TEST_MODELS).models]
+    assert set(MODELS) <= set(served)  # Anthropic's list, and the gateway's beside it
+    assert len(models) == len(served)
     assert all(m.type == "model" for m in models)
-    assert {m.id: m.display_name for m in models} == {mid: name for mid, name, _ in MODELS}
-    created = {mid: datetime.fromisoformat(stamp) for mid, _, stamp in MODELS}
+    assert {m.id: m.display_name for m in models} == {mid: name for mid, name, _ in served}
+    created = {mid: datetime.fromisoformat(stamp) for mid, _, stamp in served}
     assert {m.id: m.created_at for m in models} == created
     assert all(m.created_at.tzinfo is not None for m in models)
 
@@ -492,7 +494,9 @@ def test_accepted_credentials(
         assert sent[header] == f"{scheme}{key}"
         assert ("x-api-key" if header == "authorization" else "authorization") not in sent
         assert raw.parse().model == MODEL_ID
-        assert {m.id for m in sdk.models.list()} == {m[0] for m in MODELS}
+        assert {m.id for m in sdk.models.list()} == {
+            m.id for m in served_models(TEST_MODELS).models
+        }
 
 
 # 7. Errors raise the SDK's own classes.
@@ -577,7 +581,7 @@ def test_unknown_model(client: anthropic.Anthropic) -> None:
 
 def test_rate_limited(start_simulator: StartSimulator, fake_clock: FakeClock) -> None:
     server = start_simulator(
-        SimulatorConfig(limits=Limits(requests_per_minute=1)), clock=fake_clock
+        SimulatorConfig(models=TEST_MODELS, limits=Limits(requests_per_minute=1)), clock=fake_clock
     )
     with make_client(server) as sdk:
         first = sdk.messages.with_raw_response.create(**params())
@@ -596,7 +600,7 @@ def test_rate_limited(start_simulator: StartSimulator, fake_clock: FakeClock) ->
 
 
 def test_count_tokens_rate_limited(start_simulator: StartSimulator, fake_clock: FakeClock) -> None:
-    config = SimulatorConfig(count_tokens_requests_per_minute=1)
+    config = SimulatorConfig(models=TEST_MODELS, count_tokens_requests_per_minute=1)
     server = start_simulator(config, clock=fake_clock)
     with make_client(server) as sdk:
         sdk.messages.count_tokens(model=MODEL, messages=params()["messages"])
@@ -631,7 +635,7 @@ def test_server_errors(
     error_type: str,
     stream: bool,
 ) -> None:
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     with make_client(server) as sdk, pytest.raises(anthropic.APIStatusError) as caught:
         sdk.messages.create(**params(), stream=stream)
     exc = caught.value
@@ -678,7 +682,7 @@ def assert_mid_stream_error(seen: list[str], exc: anthropic.APIStatusError) -> N
 
 
 def test_mid_stream_error_raw(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(stream_error=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(stream_error=1.0)))
     with make_client(server) as sdk:
         # A plain (non-streamed) request cannot draw a stream error.
         assert sdk.messages.create(**params()).stop_reason == "end_turn"
@@ -688,7 +692,7 @@ def test_mid_stream_error_raw(start_simulator: StartSimulator) -> None:
 
 
 def test_mid_stream_error_helper(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(stream_error=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(stream_error=1.0)))
     with make_client(server) as sdk, sdk.messages.stream(**params()) as stream:
         seen, exc = _collect_until_error(stream)
     # The helper adds its own derived events ("text") between the raw ones.
@@ -697,7 +701,7 @@ def test_mid_stream_error_helper(start_simulator: StartSimulator) -> None:
 
 @pytest.mark.anyio
 async def test_async_mid_stream_error(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(stream_error=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(stream_error=1.0)))
     seen: list[str] = []
     async with make_async_client(server) as sdk:
         stream = await sdk.messages.create(**params(), stream=True)
@@ -708,7 +712,7 @@ async def test_async_mid_stream_error(start_simulator: StartSimulator) -> None:
 
 
 def test_dropped_connection(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(drop=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(drop=1.0)))
     with make_client(server) as sdk, pytest.raises(anthropic.APIConnectionError) as caught:
         sdk.messages.create(**params())
     exc = caught.value
@@ -723,7 +727,7 @@ def test_dropped_connection(start_simulator: StartSimulator) -> None:
 
 def test_dropped_stream_escapes_as_transport_error(start_simulator: StartSimulator) -> None:
     """A connection cut mid-stream is not wrapped by the SDK: the transport error escapes."""
-    server = start_simulator(SimulatorConfig(faults=Faults(drop=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(drop=1.0)))
     seen: list[str] = []
     with make_client(server) as sdk:
         stream = sdk.messages.create(**params(), stream=True)

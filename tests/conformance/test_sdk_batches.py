@@ -16,7 +16,7 @@ from anthropic.types.messages import (
 
 from pipeline.simulator import Batches, SimulatorConfig, SimulatorServer, count_request
 from tests.conformance.test_sdk import MODEL_ID, make_async_client, make_client, params
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 
 pytestmark = pytest.mark.conformance
 
@@ -24,7 +24,7 @@ WALL = 1_700_000_000.0
 
 
 def start(start_simulator: StartSimulator, clock: FakeClock, **batches: Any) -> SimulatorServer:
-    config = SimulatorConfig(batches=Batches(**batches))
+    config = SimulatorConfig(models=TEST_MODELS, batches=Batches(**batches))
     return start_simulator(config, clock=clock, wall=lambda: WALL)
 
 

@@ -26,7 +26,7 @@ from pipeline.simulator import (
     count_request,
     request_digest,
 )
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 
 QUICK = RetryPolicy(initial_wait_s=0.01, max_wait_s=0.05)
 
@@ -75,7 +75,9 @@ async def test_same_limits_as_the_server_means_no_429_and_peaks_within(
         requests_per_minute=3_000, tokens_per_minute=1_200_000, max_concurrency=10, per_second=True
     )
     server = start_simulator(
-        SimulatorConfig(limits=limits, latency=Latency(fixed=0.05, per_output_token=0.0005))
+        SimulatorConfig(
+            models=TEST_MODELS, limits=limits, latency=Latency(fixed=0.05, per_output_token=0.0005)
+        )
     )
     calls = make_calls(200)
     async with engine_for(server, limits, retry=QUICK) as engine:
@@ -92,7 +94,7 @@ async def test_same_limits_as_the_server_means_no_429_and_peaks_within(
 @pytest.mark.anyio
 async def test_faults_end_as_exactly_one_success_per_call(start_simulator: StartSimulator) -> None:
     faults = Faults(overloaded=0.10, api_error=0.05, drop=0.02, seed=11)
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     calls = make_calls(200)
     async with engine_for(server, Limits(max_concurrency=16), retry=QUICK) as engine:
         results = await run_all(engine, calls)
@@ -118,7 +120,7 @@ async def test_mid_stream_errors_and_slow_replies_are_retried(
     start_simulator: StartSimulator,
 ) -> None:
     faults = Faults(stream_error=0.2, slow=0.05, slow_seconds=30, seed=5)
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     calls = make_calls(60)
     async with engine_for(
         server, Limits(max_concurrency=12), retry=QUICK, stream=True, read_timeout_s=0.5
@@ -145,7 +147,7 @@ async def test_wrong_key_stops_before_any_document_is_sent(simulator: SimulatorS
 async def test_unknown_model_stops_the_run_and_keeps_what_finished(
     start_simulator: StartSimulator,
 ) -> None:
-    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.02)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, latency=Latency(fixed=0.02)))
     calls = (
         make_calls(30)
         + make_calls(1, model="claude-nonexistent", start=30)

@@ -75,11 +75,28 @@ def test_pages_without_text_are_noted(tmp_path: Path) -> None:
     assert read(tmp_path, pdf_bytes(["one", None])).notes == ("page 2 has no text",)
 
 
-def test_a_pdf_without_text_says_to_use_attach_mode(tmp_path: Path) -> None:
+def test_a_pdf_without_text_says_to_attach_scans(tmp_path: Path) -> None:
     with pytest.raises(
-        EmptyDocument, match=r'scan\.pdf has no extractable text .*inputs\.mode = "attach"'
+        EmptyDocument, match=r'scan\.pdf has no extractable text .*inputs\.scans = "attach"'
     ):
         read(tmp_path, pdf_bytes([None, None]), "scan.pdf")
+
+
+def test_with_scans_attached_a_pdf_without_text_becomes_a_document(tmp_path: Path) -> None:
+    scan = read(tmp_path, pdf_bytes([None, None]), "scan.pdf", scans="attach")
+    assert (scan.sections, scan.scanned_pages) == ((), 2)
+    [part] = scan.attachments
+    assert (part.media_type, part.pages) == ("application/pdf", (1, 2))
+    assert scan.notes[0] == "no text layer: its 2 page(s) sent as a document"
+    mixed = read(tmp_path, pdf_bytes(["Report", None, "Annex"]), "mixed.pdf", scans="attach")
+    assert ([s.page for s in mixed.sections], mixed.scanned_pages) == ([1, 3], 1)
+    [page] = mixed.attachments  # the page without text, numbered as in the whole PDF
+    assert page.pages == (2, 2)
+    assert page_count(page.data) == 1
+    text = read(tmp_path, pdf_bytes(["Report", "Annex"]), "text.pdf", scans="attach")
+    assert (text.attachments, text.scanned_pages) == ((), 0)  # every page has text
+    with pytest.raises(EmptyDocument, match="has no pages"):
+        read(tmp_path, pdf_bytes([]), "none.pdf", scans="attach")
 
 
 def test_a_pdf_with_no_pages_is_empty(tmp_path: Path) -> None:

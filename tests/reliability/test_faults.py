@@ -29,7 +29,7 @@ from pipeline.report import report_path
 from pipeline.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
 from pipeline.spec import Job, load_job
-from tests.conftest import StartSimulator
+from tests.conftest import TEST_MODELS, StartSimulator
 from tests.test_interrupts import make_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ SCENARIOS = {
     "dropped connections": (Faults(drop=0.3, seed=3), False),
     "dropped mid-stream": (Faults(drop=0.3, seed=4), True),
     "slow past the read timeout": (Faults(slow=0.12, slow_seconds=60, seed=5), False),
-    "slow, streamed": (Faults(slow=0.12, slow_seconds=60, seed=6), True),
+    "slow, streamed": (Faults(slow=0.12, slow_seconds=60, seed=13), True),
     "truncated JSON body": (Faults(truncated=0.3, seed=7), False),
     "stream cut short, cleanly": (Faults(truncated=0.3, seed=8), True),
     "event: error mid-stream": (Faults(stream_error=0.3, seed=9), True),
@@ -176,7 +176,7 @@ def test_fault_ends_as_one_ok_row_per_document(
     start_simulator: StartSimulator, tmp_path: Path, name: str
 ) -> None:
     faults, stream = SCENARIOS[name]
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     docs = make_docs(tmp_path / "docs")
     job = make_job(docs, tmp_path / "out.parquet", f"endpoint.stream={str(stream).lower()}")
     run(server, job, SkipClock(), read_timeout_s=READ_TIMEOUT_S)
@@ -193,7 +193,7 @@ def test_429_storm_with_retry_after_0_is_not_hammered(
     """``retry-after: 0`` is no guidance (the SDK ignores it too): the policy's backoff and
     the shared pause apply, instead of retrying at once into the storm."""
     faults = Faults(rate_limited=0.5, rate_limited_retry_after=0, seed=13)
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     docs = make_docs(tmp_path / "docs")
     job = make_job(docs, tmp_path / "out.parquet")
     clock = SkipClock()
@@ -209,7 +209,9 @@ def test_429_storm_with_retry_after_0_is_not_hammered(
 def test_retries_run_out_as_actionable_error_rows_then_a_rerun_finishes(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(api_error=0.7, seed=14)))
+    server = start_simulator(
+        SimulatorConfig(models=TEST_MODELS, faults=Faults(api_error=0.7, seed=14))
+    )
     docs = make_docs(tmp_path / "docs")
     out = tmp_path / "out.parquet"
     job = make_job(docs, out, "retry.max_attempts=2")
@@ -330,7 +332,7 @@ def test_documents_of_many_calls_under_faults_still_end_as_their_rows(
     run out on some calls: a document is one row (one per chunk with ``per_chunk``), never
     two, and a failed part fails its document (or its chunk's row) alone."""
     faults = Faults(api_error=0.25, drop=0.1, truncated=0.1, seed=15)
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     docs = tmp_path / "docs"
     docs.mkdir()
     paragraph = "The committee reviewed the budget, the staffing plan and the risks. " * 8

@@ -12,7 +12,7 @@ import pytest
 from pipeline.cli import EXIT_USAGE, build_parser, main, simulator_config
 from pipeline.simulator import Batches, ConfigError, Limits, SimulatorConfig, count_request
 from pipeline.simulator.server import SimulatorServer
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.simulator.support import MODEL, VERSION, body, call, error_of
 
 WALL = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -70,7 +70,7 @@ def counts(**nonzero: int) -> dict[str, int]:
 
 
 def start(start_simulator: StartSimulator, clock: FakeClock, **batches: Any) -> SimulatorServer:
-    config = SimulatorConfig(batches=Batches(**batches))
+    config = SimulatorConfig(models=TEST_MODELS, batches=Batches(**batches))
     return start_simulator(config, clock=clock, wall=lambda: WALL)
 
 
@@ -324,7 +324,9 @@ def test_delete_only_once_ended(start_simulator: StartSimulator, fake_clock: Fak
 
 
 def test_batches_are_private_to_their_key(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(api_keys=frozenset({"key-a", "key-b"})))
+    server = start_simulator(
+        SimulatorConfig(models=TEST_MODELS, api_keys=frozenset({"key-a", "key-b"}))
+    )
     batch = create(server, requests(1), key="key-a")
     other = send(server, "GET", f"{BATCHES}/{batch['id']}", key="key-b")
     assert error_of(other)[:2] == (404, "not_found_error")
@@ -365,7 +367,9 @@ def test_batches_take_nothing_from_the_per_minute_limits(
     start_simulator: StartSimulator, fake_clock: FakeClock
 ) -> None:
     limits = Limits(requests_per_minute=1, input_tokens_per_minute=50)
-    config = SimulatorConfig(limits=limits, batches=Batches(processing_seconds=1))
+    config = SimulatorConfig(
+        models=TEST_MODELS, limits=limits, batches=Batches(processing_seconds=1)
+    )
     server = start_simulator(config, clock=fake_clock)
     batch = create(server, requests(30))
     for _ in range(5):

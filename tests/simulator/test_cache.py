@@ -13,7 +13,7 @@ from pipeline.simulator import ConfigError, Limits, SimulatorConfig, SimulatorSe
 from pipeline.simulator.cache import PromptCache
 from pipeline.simulator.service import Simulator
 from pipeline.simulator.validation import validate_messages
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.simulator.support import MODEL, body, call, error_of
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -76,7 +76,7 @@ def test_a_prefix_below_the_minimum_is_not_cached(start_simulator: StartSimulato
         usage = usage_of(call(server, short))
         assert usage["input_tokens"] == count_request(short)
         assert usage["cache_creation_input_tokens"] == usage["cache_read_input_tokens"] == 0
-    lowered = start_simulator(SimulatorConfig(cache_min_tokens=100))
+    lowered = start_simulator(SimulatorConfig(models=TEST_MODELS, cache_min_tokens=100))
     assert usage_of(call(lowered, short))["cache_creation_input_tokens"] == prefix_tokens(short)
     assert usage_of(call(lowered, short))["cache_read_input_tokens"] == prefix_tokens(short)
 
@@ -108,7 +108,9 @@ def test_one_hour_ttl(start_simulator: StartSimulator, fake_clock: FakeClock) ->
 
 
 def test_entries_are_private_to_a_key_and_a_model(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(api_keys=frozenset({"key-a", "key-b"})))
+    server = start_simulator(
+        SimulatorConfig(models=TEST_MODELS, api_keys=frozenset({"key-a", "key-b"}))
+    )
     assert usage_of(call(server, cached_body(), key="key-a"))["cache_creation_input_tokens"] > 0
     assert usage_of(call(server, cached_body(), key="key-b"))["cache_read_input_tokens"] == 0
     other_model = {**cached_body(), "model": "claude-haiku-4-5"}
@@ -200,7 +202,8 @@ def test_cache_reads_do_not_count_against_input_tokens_per_minute(
     limit = total + rest + 5  # room for one full request and one read from the cache
     assert limit < 2 * total  # ... but not for two full ones
     server = start_simulator(
-        SimulatorConfig(limits=Limits(input_tokens_per_minute=limit)), clock=fake_clock
+        SimulatorConfig(models=TEST_MODELS, limits=Limits(input_tokens_per_minute=limit)),
+        clock=fake_clock,
     )
     assert usage_of(call(server, first))["cache_creation_input_tokens"] > 0
     read = call(server, second)
@@ -244,7 +247,7 @@ def test_stream_message_start_carries_the_cache_fields(start_simulator: StartSim
 
 
 def test_token_scale_applies_to_every_part_of_the_split(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(token_scale=1.3))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, token_scale=1.3))
     payload = cached_body()
     usage = usage_of(call(server, payload))
     parts = usage["input_tokens"] + usage["cache_creation_input_tokens"]
@@ -360,4 +363,4 @@ def test_four_breakpoints_and_a_marker_on_the_last_block_are_accepted(
 @pytest.mark.parametrize("minimum", [0, -5, 1.5, True])
 def test_cache_min_tokens_is_checked_at_load(minimum: Any) -> None:
     with pytest.raises(ConfigError, match="cache_min_tokens"):
-        SimulatorConfig(cache_min_tokens=minimum)
+        SimulatorConfig(models=TEST_MODELS, cache_min_tokens=minimum)

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.simulator import Faults, SimulatorConfig, request_digest
 from pipeline.simulator.faults import draw
-from tests.conftest import StartSimulator
+from tests.conftest import TEST_MODELS, StartSimulator
 from tests.simulator.support import body, call, error_of
 
 
@@ -41,7 +41,9 @@ def test_stream_errors_only_touch_streams() -> None:
 
 
 def test_faults_over_http_at_their_rates(start_simulator: StartSimulator) -> None:
-    config = SimulatorConfig(faults=Faults(overloaded=0.10, api_error=0.05, drop=0.05, seed=3))
+    config = SimulatorConfig(
+        models=TEST_MODELS, faults=Faults(overloaded=0.10, api_error=0.05, drop=0.05, seed=3)
+    )
     server = start_simulator(config)
     outcomes: dict[str, int] = {}
     with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -69,16 +71,16 @@ def test_faults_over_http_at_their_rates(start_simulator: StartSimulator) -> Non
 
 
 def test_overloaded_and_api_error_look_like_the_real_ones(start_simulator: StartSimulator) -> None:
-    overloaded = start_simulator(SimulatorConfig(faults=Faults(overloaded=1.0)))
+    overloaded = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(overloaded=1.0)))
     reply = call(overloaded, body())
     assert error_of(reply) == (529, "overloaded_error", "Overloaded")
     assert reply.headers["retry-after"] == "1"
-    failing = start_simulator(SimulatorConfig(faults=Faults(api_error=1.0)))
+    failing = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(api_error=1.0)))
     assert error_of(call(failing, body()))[:2] == (500, "api_error")
 
 
 def test_dropped_connection_cuts_the_body(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(drop=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(drop=1.0)))
     with pytest.raises(httpx.RemoteProtocolError):
         call(server, body())
     payload = body("streamed")
@@ -90,7 +92,9 @@ def test_dropped_connection_cuts_the_body(start_simulator: StartSimulator) -> No
 
 
 def test_slow_reply_outlasts_a_client_timeout(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(slow=1.0, slow_seconds=30)))
+    server = start_simulator(
+        SimulatorConfig(models=TEST_MODELS, faults=Faults(slow=1.0, slow_seconds=30))
+    )
     with pytest.raises(httpx.ReadTimeout):
         call(server, body(), timeout=0.3)
     stats = server.stats()
@@ -99,7 +103,7 @@ def test_slow_reply_outlasts_a_client_timeout(start_simulator: StartSimulator) -
 
 
 def test_mid_stream_error_event(start_simulator: StartSimulator) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(stream_error=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(stream_error=1.0)))
     payload = body("a long enough prompt to stream several deltas " * 3)
     payload["stream"] = True
     reply = call(server, payload)
@@ -115,7 +119,7 @@ def test_mid_stream_error_event(start_simulator: StartSimulator) -> None:
 def test_truncated_reply_is_a_complete_response_with_half_a_body(
     start_simulator: StartSimulator,
 ) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(truncated=1.0)))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=Faults(truncated=1.0)))
     reply = call(server, body())
     assert reply.status_code == 200
     assert int(reply.headers["content-length"]) == len(reply.content)  # ended cleanly
@@ -140,7 +144,7 @@ def test_rate_limit_storm_refuses_with_or_without_retry_after(
     start_simulator: StartSimulator, retry_after: float | None, header: str | None
 ) -> None:
     faults = Faults(rate_limited=1.0, rate_limited_retry_after=retry_after)
-    server = start_simulator(SimulatorConfig(faults=faults))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, faults=faults))
     reply = call(server, body())
     assert error_of(reply)[:2] == (429, "rate_limit_error")
     assert reply.headers.get("retry-after") == header

@@ -9,7 +9,7 @@ import pytest
 from pipeline.limits import TokenBucket
 from pipeline.simulator import Latency, Limits, SimulatorConfig, count_request
 from pipeline.simulator.ratelimit import RateLimiter
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.simulator.support import VERSION, body, call, error_of
 
 
@@ -109,7 +109,7 @@ def test_http_429_names_the_limit_and_retry_after_is_right(
     start_simulator: StartSimulator, fake_clock: FakeClock
 ) -> None:
     server = start_simulator(
-        SimulatorConfig(limits=Limits(requests_per_minute=3)), clock=fake_clock
+        SimulatorConfig(models=TEST_MODELS, limits=Limits(requests_per_minute=3)), clock=fake_clock
     )
     for n in range(3):
         response = call(server, body(f"document {n}"))
@@ -135,7 +135,8 @@ def test_http_token_budget_uses_the_simulators_own_count(
     first = body("alpha " * 400)
     budget = count_request(first) + 10
     server = start_simulator(
-        SimulatorConfig(limits=Limits(input_tokens_per_minute=budget)), clock=fake_clock
+        SimulatorConfig(models=TEST_MODELS, limits=Limits(input_tokens_per_minute=budget)),
+        clock=fake_clock,
     )
     assert call(server, first).status_code == 200
     refused = call(server, body("beta " * 50))
@@ -145,7 +146,9 @@ def test_http_token_budget_uses_the_simulators_own_count(
 
 @pytest.mark.anyio
 async def test_concurrency_cap_refuses_the_extra_requests(start_simulator: StartSimulator) -> None:
-    config = SimulatorConfig(limits=Limits(max_concurrency=2), latency=Latency(fixed=1.0))
+    config = SimulatorConfig(
+        models=TEST_MODELS, limits=Limits(max_concurrency=2), latency=Latency(fixed=1.0)
+    )
     server = start_simulator(config)
     statuses: list[int] = []
     headers = {"x-api-key": server.api_key, "anthropic-version": VERSION}
@@ -170,7 +173,7 @@ async def test_observed_peaks_never_exceed_what_the_limits_admit(
 ) -> None:
     """Hammer a per-second-enforced limit from 16 clients; count what got through."""
     limits = Limits(requests_per_minute=1_200, max_concurrency=8, per_second=True)
-    server = start_simulator(SimulatorConfig(limits=limits))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, limits=limits))
     headers = {"x-api-key": server.api_key, "anthropic-version": VERSION}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as client:
 

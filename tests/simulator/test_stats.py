@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from pipeline.simulator import Limits, SimulatorConfig, request_digest
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.simulator.support import body, call
 
 
@@ -24,7 +24,7 @@ def test_stats_report_status_tokens_peaks_and_limits(
     start_simulator: StartSimulator, fake_clock: FakeClock
 ) -> None:
     limits = Limits(requests_per_minute=2, max_concurrency=5)
-    server = start_simulator(SimulatorConfig(limits=limits), clock=fake_clock)
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, limits=limits), clock=fake_clock)
     replies = [call(server, body(f"doc {n}")) for n in range(3)]
     fake_clock.advance(7.5)
     stats = server.stats()
@@ -46,7 +46,7 @@ def test_reset_forgets_traffic_and_refills_buckets(
     start_simulator: StartSimulator, fake_clock: FakeClock
 ) -> None:
     server = start_simulator(
-        SimulatorConfig(limits=Limits(requests_per_minute=1)), clock=fake_clock
+        SimulatorConfig(models=TEST_MODELS, limits=Limits(requests_per_minute=1)), clock=fake_clock
     )
     assert call(server, body()).status_code == 200
     assert call(server, body()).status_code == 429

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.simulator import SimulatorConfig, SimulatorServer, count_request, count_text
-from tests.conftest import StartSimulator
+from tests.conftest import TEST_MODELS, StartSimulator
 from tests.simulator.support import MODEL, body, call
 
 
@@ -121,7 +121,7 @@ def test_count_tokens_refuses_max_tokens_like_the_real_api(simulator: SimulatorS
 def test_token_scale_charges_more_than_the_documented_rule(
     start_simulator: StartSimulator,
 ) -> None:
-    server = start_simulator(SimulatorConfig(token_scale=1.5))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, token_scale=1.5))
     payload = body("A tokenizer that counts more than the client expects.")
     plain = count_request(payload)
     counted = call(
