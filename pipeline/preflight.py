@@ -18,7 +18,7 @@ from urllib.parse import quote
 import anyio
 
 from pipeline import catalogue
-from pipeline.client import Endpoint, MessagesClient
+from pipeline.client import Endpoint, MessagesClient, redact_error
 from pipeline.errors import ModelNotFound, NotOffered
 from pipeline.spec import Job
 
@@ -86,11 +86,12 @@ async def check_model(client: MessagesClient, model: str, served: list[ServedMod
         f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
     )
     closest = catalogue.suggest(model, ids)
-    raise ModelNotFound(
+    error = ModelNotFound(
         f"model.name: {model!r} is not served by {host}; it serves {listed}. Did you mean "
         f'{closest!r}? Set model.name = "{closest}" in the job (or --set '
         f"model.name={closest}); nothing was sent"
     )
+    raise redact_error(error, client.endpoint.api_key)  # the ids are the server's text
 
 
 async def check_batches(client: MessagesClient) -> None:

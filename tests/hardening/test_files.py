@@ -34,7 +34,8 @@ def victim(tmp_path: Path) -> Path:
 
 
 def _run(job: Path, out: Path, *extra: str) -> int:
-    return main(["run", str(job), "--simulate", "-q", "--output", str(out), *extra])
+    run = ["run", str(job), "--simulate", "--simulate-models", "both", "-q", "--output", str(out)]
+    return main([*run, *extra])
 
 
 @pytest.mark.parametrize("planted", ["r.state.lock", "r.state.sqlite", "r.state.sqlite-wal"])

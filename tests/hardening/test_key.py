@@ -14,7 +14,7 @@ import pytest
 from pipeline.cli import EXIT_USAGE, main
 from pipeline.client import ApiKey, Endpoint, MessagesClient
 from pipeline.simulator import SimulatorConfig
-from tests.conftest import StartSimulator
+from tests.conftest import TEST_MODELS, StartSimulator
 from tests.hardening.support import KEY, Answer, Handler, Seen, error_reply, loopback, small_job
 
 FRAGMENTS = (KEY, KEY[:24], KEY[-16:])
@@ -121,7 +121,7 @@ def test_a_gateway_that_echoes_the_key_has_it_scrubbed_everywhere(
 async def test_plain_http_to_this_machine_never_goes_through_a_proxy(
     start_simulator: StartSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = start_simulator(SimulatorConfig(api_keys=frozenset({KEY})))
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, api_keys=frozenset({KEY})))
     with loopback(lambda seen: error_reply(502, "api_error", "proxy")) as proxy:
         for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
             monkeypatch.setenv(name, proxy.url)

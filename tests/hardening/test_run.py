@@ -17,7 +17,7 @@ from pipeline.limits import MAX_PAUSE_S, Limits
 from pipeline.models import Call
 from pipeline.pool import Engine
 from pipeline.simulator import Faults, SimulatorConfig
-from tests.conftest import FakeClock, StartSimulator
+from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.hardening.support import KEY, Seen, error_reply, loopback, message_reply, small_job
 
 
@@ -61,7 +61,8 @@ def test_control_characters_never_reach_the_terminal(
     (docs / "csi-\x9b31m.txt").write_text("")
     (docs / "ok.txt").write_text("fine")
     out = tmp_path / "out" / "r.parquet"
-    assert main(["run", str(small_job(tmp_path, docs)), "--simulate", "--output", str(out)]) == 0
+    job = str(small_job(tmp_path, docs))
+    assert main(["run", job, "--simulate", "--simulate-models", "both", "--output", str(out)]) == 0
     captured = capsys.readouterr()
     for text in (captured.err, captured.out):
         assert "\x1b" not in text
@@ -76,7 +77,9 @@ def test_control_characters_never_reach_the_terminal(
 def test_the_log_file_records_every_failed_attempt(
     start_simulator: StartSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = start_simulator(SimulatorConfig(faults=Faults(overloaded=0.3, api_error=0.1, seed=5)))
+    server = start_simulator(
+        SimulatorConfig(models=TEST_MODELS, faults=Faults(overloaded=0.3, api_error=0.1, seed=5))
+    )
     monkeypatch.setenv("MEGALLM_API_KEY", server.api_key)
     docs = tmp_path / "docs"
     docs.mkdir()
