@@ -25,31 +25,21 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-from rich.console import Console
+from pipeline import __version__, logs, report
+from pipeline.errors import ConfigError, RunBusy, RunFatal, Transient
+from pipeline.limits import TIERS, Limits
+from pipeline.simulator.config import DEFAULT_API_KEY, MODEL_SETS, SimulatorConfig
 
-from pipeline import __version__, logs, plan, preflight, report
-from pipeline.client import KEY_VARIABLES, ApiKey, Endpoint, MessagesClient, resolve_endpoint
-from pipeline.errors import RunBusy, RunFatal, Transient
-from pipeline.progress import Bar, Display, PlainLines
-from pipeline.runner import RunControl, RunOutcome, check_inputs, run_job
-from pipeline.simulator import (
-    DEFAULT_API_KEY,
-    TIERS,
-    Batches,
-    ConfigError,
-    Faults,
-    Latency,
-    Limits,
-    SimulatorConfig,
-    SimulatorServer,
-    serve,
-)
-from pipeline.simulator.config import MODEL_SETS
-from pipeline.simulator.service import Simulator
-from pipeline.spec import Job, load_job
-from pipeline.tokens import estimate_text
+if TYPE_CHECKING:
+    from pipeline.client import Endpoint
+    from pipeline.progress import Display
+    from pipeline.runner import RunOutcome
+    from pipeline.spec import Job
+
+# What a command needs is imported in the function that runs it: ``pipeline --help`` and the
+# start of a run do not pay for the simulator (uvicorn, starlette), polars or pypdf.
 
 EXIT_OK = 0
 EXIT_DOCUMENTS_FAILED = 1
@@ -188,6 +178,8 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    from pipeline.simulator.config import Batches, Faults, Latency
+
     base = TIERS[args.tier] if args.tier else Limits()
     explicit = {
         "requests_per_minute": args.rpm,
@@ -247,6 +239,8 @@ def _describe_limits(limits: Limits) -> str:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from pipeline.simulator import Simulator, serve
+
     config = simulator_config(args)
     key_note = (
         DEFAULT_API_KEY if not args.api_keys and SIMULATOR_KEY_ENV not in os.environ else "<yours>"
@@ -382,6 +376,8 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _load(args: argparse.Namespace) -> Job:
+    from pipeline.spec import load_job
+
     return load_job(
         args.job,
         overrides=args.set,
@@ -395,6 +391,8 @@ def _load(args: argparse.Namespace) -> Job:
 def _job_endpoint(job: Job) -> Endpoint | None:
     """The endpoint a run of ``job`` would use, or None when no key is set (then the model
     cannot be checked, and is not: ``validate`` and ``plan`` work without a key)."""
+    from pipeline.client import KEY_VARIABLES, resolve_endpoint
+
     spec = job.spec.endpoint
     names = (spec.api_key_env, *KEY_VARIABLES) if spec.api_key_env else KEY_VARIABLES
     if not any(os.environ.get(name, "").strip() for name in names):
@@ -408,6 +406,8 @@ def _job_endpoint(job: Job) -> Endpoint | None:
 
 def _check_model(job: Job) -> str:
     """Check the job's model (and batches) against the endpoint; say what was checked."""
+    from pipeline import preflight
+
     endpoint = _job_endpoint(job)
     if endpoint is None:
         return "not checked against the endpoint: no API key set"
@@ -421,6 +421,9 @@ def _check_model(job: Job) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from pipeline.runner import check_inputs
+    from pipeline.tokens import estimate_text
+
     job = _load(args)
     check_inputs(job)
     budget = job.chunk_budget(estimate_text)
@@ -434,6 +437,10 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from pipeline import preflight
+    from pipeline.client import ApiKey, Endpoint, resolve_endpoint
+    from pipeline.simulator import SimulatorServer
+
     if args.simulate:
         config = SimulatorConfig(models=args.simulate_models)
         with SimulatorServer(config) as server:
@@ -451,6 +458,10 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
+    from pipeline.client import ApiKey, Endpoint, resolve_endpoint
+    from pipeline.simulator import SimulatorServer
+    from pipeline.simulator.config import Latency
+
     job = _load(args)
     spec = job.spec
     display = _start_logging(args)
@@ -488,6 +499,10 @@ def run_job_command(args: argparse.Namespace) -> int:
 
 def _start_logging(args: argparse.Namespace) -> Display | None:
     """Logging to match the options; returns the progress display to use, if any."""
+    from rich.console import Console
+
+    from pipeline.progress import Bar, PlainLines
+
     console = Console(stderr=True)
     live = console.is_terminal and not args.quiet and not args.log_json
     logs.configure(
@@ -505,6 +520,10 @@ def _start_logging(args: argparse.Namespace) -> Display | None:
 def _run(
     job: Job, endpoint: Endpoint, args: argparse.Namespace, display: Display | None
 ) -> RunOutcome:
+    import anyio
+
+    from pipeline.runner import RunControl, run_job
+
     def started() -> None:
         log.info(
             "running %s against %s",
@@ -526,6 +545,10 @@ def _run(
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from pipeline import plan
+    from pipeline.client import MessagesClient, resolve_endpoint
+    from pipeline.runner import check_inputs
+
     job = _load(args)
     check_inputs(job)
     log.info("model %s: %s", job.spec.model.name, _check_model(job))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,3 +165,8 @@ class CallResult:
     @property
     def ok(self) -> bool:
         return self.reply is not None
+
+
+def utc(timestamp: float) -> datetime:
+    """A row's time (``started_at``, ``finished_at``): seconds since the epoch, in UTC."""
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -42,7 +42,7 @@ from pipeline.errors import (
     Skipped,
 )
 from pipeline.limits import Clock, Sleep
-from pipeline.models import Call, CallResult, Document, Section, Usage
+from pipeline.models import Call, CallResult, Document, Section, Usage, utc
 from pipeline.planner import Unit, first_round, request_for
 from pipeline.pool import Engine, RunTotals
 from pipeline.progress import Display
@@ -52,7 +52,7 @@ from pipeline.readers.options import TableOptions
 from pipeline.readers.sources import find, read_items
 from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
-from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, utc, write_parquet
+from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, write_parquet
 from pipeline.spec import Job
 from pipeline.store import ResultStore, document_key, settings_hash
 from pipeline.tokens import estimate_request, estimate_text

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -189,7 +188,3 @@ def _write_batches(
             writer.write_table(pl.DataFrame(batch, schema=schema).to_arrow())
             count += len(batch)
     return count
-
-
-def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)

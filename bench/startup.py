@@ -1,0 +1,84 @@
+"""Start-up: wall time and peak RSS of the command line before it does any work.
+
+Run:  python -m bench.startup                         (this checkout, 10 rounds)
+      python -m bench.startup --beside ../main        (and another checkout, rounds interleaved)
+
+Each command runs as a subprocess of the checkout's own ``.venv/bin/python`` from the
+checkout's folder; wall time is measured around the process, peak RSS is ``wait4``'s
+``ru_maxrss``. Medians over the rounds, the checkouts interleaved so that load on the
+machine hits both alike. Commands: ``pipeline --help``; ``pipeline validate`` of the sample
+job (loads the spec and lists the inputs: what a run does before its first request); and
+the modules a text run imports before its first request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from bench.table import row, separator
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = {
+    "pipeline --help": ["-m", "pipeline", "--help"],
+    "pipeline validate jobs/summarize.toml": ["-m", "pipeline", "validate", "jobs/summarize.toml"],
+    "a run's imports": [
+        "-c",
+        "import pipeline.cli, pipeline.runner, pipeline.progress, pipeline.readers.read",
+    ],
+}
+HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf")
+
+
+def measure(checkout: Path, args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one run of ``python ARGS`` in ``checkout``."""
+    python = checkout / ".venv" / "bin" / "python"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(python), *args], cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{checkout}: python {' '.join(args)} failed")
+    return wall, usage.ru_maxrss / 1024
+
+
+def heavy_imports(checkout: Path, args: list[str]) -> str:
+    """Which of ``HEAVY`` the command has imported when it ends (``-c`` commands only)."""
+    if args[0] != "-c":
+        return "-"
+    probe = f"{args[1]}; import sys; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    python = checkout / ".venv" / "bin" / "python"
+    out = subprocess.run([str(python), "-c", probe], cwd=checkout, capture_output=True, text=True)
+    return out.stdout.strip() or "none"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--beside", type=Path, help="another checkout to measure alongside")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    checkouts = [ROOT] + ([args.beside.resolve()] if args.beside else [])
+    header = "| checkout | command | wall s (median) | peak RSS MB (median) | heavy modules |"
+    print(header)
+    print(separator(header))
+    for name, command in COMMANDS.items():
+        samples: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
+        for _ in range(args.rounds):
+            for checkout in checkouts:
+                samples[checkout].append(measure(checkout, command))
+        for checkout in checkouts:
+            walls = [wall for wall, _ in samples[checkout]]
+            rss = [mb for _, mb in samples[checkout]]
+            cells = [checkout.name, f"`{name}`", f"{statistics.median(walls):.2f}"]
+            cells += [f"{statistics.median(rss):.0f}", heavy_imports(checkout, command)]
+            print(row(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The command line starts without the heavy libraries: the simulator's server (uvicorn,
+starlette), polars and pyarrow and pypdf (PDFs) are imported only by the code that uses them.
+Time and memory are measured in bench/startup.py; this checks the cause."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf")
+
+
+def loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    last = out.stdout.splitlines()[-1]
+    assert last.startswith("loaded:")
+    return set(last.split()[1:])
+
+
+def test_help_imports_none_of_the_heavy_libraries() -> None:
+    code = (
+        "from pipeline.cli import build_parser\n"
+        "try:\n    build_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert loaded_after(code) == set()
+
+
+def test_a_run_starts_without_the_simulator() -> None:
+    # polars and pyarrow come with the runner's table inputs (pipeline.readers.tables),
+    # pypdf with the readers (pipeline.readers.read)
+    code = "import pipeline.cli, pipeline.runner, pipeline.progress, pipeline.readers.read"
+    assert not loaded_after(code) & {"uvicorn", "starlette"}
+
+
+def test_the_simulator_names_still_import_on_demand() -> None:
+    code = "from pipeline.simulator import SimulatorServer, count_text, serve"
+    assert {"uvicorn", "starlette"} <= loaded_after(code)
