@@ -10,6 +10,7 @@ per chunk with ``per_chunk``): a result, an error a user can act on, or a skip.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -48,7 +49,10 @@ from pipeline.pool import Engine, RunTotals
 from pipeline.progress import Display
 from pipeline.prompts import head_of, worth_caching
 from pipeline.readers import Candidate, InputOptions, read_document, remote, tables
+from pipeline.readers.formats import lookup
 from pipeline.readers.options import TableOptions
+from pipeline.readers.pdfpool import PdfTextPool
+from pipeline.readers.read import PdfTextReader
 from pipeline.readers.sources import find, read_items
 from pipeline.report import RunInfo, Tally
 from pipeline.retry import RetryPolicy
@@ -61,6 +65,7 @@ log = logging.getLogger("pipeline.run")
 
 READ_THREADS = 4
 DISCOVER_BATCH = 64
+READ_BATCH = 16  # files other than PDFs read per hand-off to a thread
 PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer
 _SEP = "|"
 
@@ -174,17 +179,33 @@ class JobRunner:
     async def _read_all(self, out: ObjectSendStream[Document | tuple[str, InputProblem]]) -> None:
         options = input_options(self.job)
         found = iter(find(options))
-        slots = anyio.Semaphore(READ_THREADS)
+        with PdfTextPool() as pool:  # its workers start with the first PDF
+            await self._read_found(found, options, pool, out)
 
-        async def read_one(candidate: Candidate) -> None:
+    async def _read_found(
+        self,
+        found: Iterator[Candidate | InputProblem],
+        options: InputOptions,
+        pool: PdfTextPool,
+        out: ObjectSendStream[Document | tuple[str, InputProblem]],
+    ) -> None:
+        """Read what discovery finds: PDFs' text one file a thread, each thread waiting on a
+        worker process of ``pool``; other files ``READ_BATCH`` to a thread (a hand-off a file
+        cost more than reading a small one). Abandoned on cancel: a stopped run does not wait
+        for a read (the pool's workers are killed when it closes)."""
+        slots = anyio.Semaphore(READ_THREADS + pool.size)
+        pdf_text = pool.read_text if options.mode == "text" else None
+
+        async def read(candidates: list[Candidate]) -> None:
             try:
-                item: Document | tuple[str, InputProblem]
-                try:
-                    item = await anyio.to_thread.run_sync(read_document, candidate, options)
-                    self._remember(candidate, item)
-                except InputProblem as problem:
-                    item = (candidate.source, problem)
-                await out.send(item)
+                items = await anyio.to_thread.run_sync(
+                    functools.partial(_read_many, candidates, options, pdf_text),
+                    abandon_on_cancel=True,
+                )
+                for candidate, item in zip(candidates, items, strict=True):
+                    if isinstance(item, Document):
+                        self._remember(candidate, item)
+                    await out.send(item)
             except anyio.BrokenResourceError:
                 group.cancel_scope.cancel()  # the run stopped taking documents
             finally:
@@ -194,6 +215,7 @@ class JobRunner:
             # The walk runs in a thread, a batch of entries per hand-off: one hand-off a file
             # cost more than listing it.
             while batch := await anyio.to_thread.run_sync(list, islice(found, DISCOVER_BATCH)):
+                small: list[Candidate] = []
                 for item in batch:
                     self.tally.discovered += 1
                     if isinstance(item, InputProblem):
@@ -202,15 +224,19 @@ class JobRunner:
                             await out.send((str(source), item))
                         except anyio.BrokenResourceError:
                             return  # the run stopped taking documents
-                        continue
-                    if options.table is not None:
+                    elif options.table is not None:
                         if not await self._read_rows(item, options, out):
                             return  # the run stopped taking documents
+                    elif self._reuse_object(item):
                         continue
-                    if self._reuse_object(item):
-                        continue
+                    elif pdf_text is not None and _is_pdf(item, options):
+                        await slots.acquire()
+                        group.start_soon(read, [item])
+                    else:
+                        small.append(item)
+                for start in range(0, len(small), READ_BATCH):
                     await slots.acquire()
-                    group.start_soon(read_one, item)
+                    group.start_soon(read, small[start : start + READ_BATCH])
             self.tally.discovery_done = True
 
     async def _read_rows(
@@ -680,6 +706,23 @@ def _table_options(job: Job) -> TableOptions | None:
         keep=tuple((c, f"input_{c}" if c in taken else c) for c in inputs.keep_columns),
         template_columns=job.template_columns,
     )
+
+
+def _is_pdf(candidate: Candidate, options: InputOptions) -> bool:
+    return lookup(candidate.path.name, code=options.code).kind == "pdf"
+
+
+def _read_many(
+    candidates: list[Candidate], options: InputOptions, pdf_text: PdfTextReader | None
+) -> list[Document | tuple[str, InputProblem]]:
+    """Read each file, in this (worker) thread: its ``Document``, or what went wrong."""
+    items: list[Document | tuple[str, InputProblem]] = []
+    for candidate in candidates:
+        try:
+            items.append(read_document(candidate, options, pdf_text=pdf_text))
+        except InputProblem as problem:
+            items.append((candidate.source, problem))
+    return items
 
 
 def input_options(job: Job) -> InputOptions:

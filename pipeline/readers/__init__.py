@@ -7,6 +7,7 @@
       formats                    the lookup by suffix: kind, language, media type
       text                       UTF-8, byte-order marks, a detected fallback encoding
       pdf                        pypdf: text per page, or parts for the model to read
+      pdfpool                    PDF text in worker processes: every core, a hard time limit
       images                     PNG, JPEG, GIF, WebP for the model (attach mode)
     sources                      both sides for any input: find (local and URLs), read_items
       tables                     rows of CSV/TSV/JSONL/Parquet as documents (inputs.text_column)

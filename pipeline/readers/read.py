@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +31,7 @@ from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.sensitive import secret_by_content, secret_by_name
 from pipeline.readers.text import NotText, decode, may_hold_nul
 
+PdfTextReader = Callable[[bytes, str], tuple[tuple[Section, ...], tuple[str, ...]]]
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 # Text is read this much at a time, and the read stops at the first NUL byte (binary): a
 # huge file of zeros (a sparse file, once inputs.max_file_bytes is raised) is never read whole.
@@ -134,8 +136,12 @@ def _read_until_nul(file: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_document(candidate: Candidate, options: InputOptions) -> Document:
-    """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input."""
+def read_document(
+    candidate: Candidate, options: InputOptions, *, pdf_text: PdfTextReader | None = None
+) -> Document:
+    """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input.
+    ``pdf_text(data, label)`` extracts a PDF's text (a run passes its ``PdfTextPool``'s
+    ``read_text``); by default ``pdf.read_text``, in this thread."""
     label, name = candidate.source, candidate.path.name
     real_name = os.path.basename(os.path.realpath(candidate.path))  # a link's target's
     if options.skip_secrets and (reason := secret_by_name(name) or secret_by_name(real_name)):
@@ -166,7 +172,7 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
     kind: Kind
     if found.kind == "pdf":
         kind = "pdf"
-        sections, attachments, notes, scanned = _read_pdf(data, label, name, options)
+        sections, attachments, notes, scanned = _read_pdf(data, label, name, options, pdf_text)
     elif found.kind == "image":
         kind = "image"
         if options.skip_secrets:
@@ -192,18 +198,19 @@ def read_document(candidate: Candidate, options: InputOptions) -> Document:
 
 
 def _read_pdf(
-    data: bytes, label: str, name: str, options: InputOptions
+    data: bytes, label: str, name: str, options: InputOptions, pdf_text: PdfTextReader | None
 ) -> tuple[tuple[Section, ...], tuple[Attachment, ...], tuple[str, ...], int]:
     """A PDF's text sections (text mode) or attachments (attach mode), notes, and how many
     pages go as a document because they have no text layer (``inputs.scans = "attach"``:
-    decided here, after the text extraction reported none)."""
+    decided here, after the text extraction reported none). ``pdf_text`` extracts the text
+    (a run's ``PdfTextPool``); by default ``pdf.read_text``, in this thread."""
     if options.mode == "attach":
         if options.skip_secrets:
             _scan_attached(data, label, name, pdf_text=True)
         attachments, notes = pdf.attachments(data, label)
         return (), attachments, notes, 0
     try:
-        sections, notes = pdf.read_text(data, label)
+        sections, notes = (pdf_text or pdf.read_text)(data, label)
     except EmptyDocument:  # no text layer (or no pages: attachments says so again)
         if options.scans != "attach":
             raise
@@ -230,6 +237,8 @@ def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> Non
         raise secret_file(label, reason)
     if not pdf_text:
         return
+    from pipeline.readers import pdf
+
     try:
         sections, _ = pdf.read_text(data, label)
     except InputProblem:
