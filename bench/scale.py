@@ -13,7 +13,12 @@ as fast as the pipeline can go). Measured:
 - wall time, and the simulator's count of requests served.
 
 Then the smallest size is run again, unchanged: the re-run must make 0 API calls (target)
-and finish in under 10 s at 10K documents (target), rewriting the same Parquet.
+and finish in under 10 s at 10K documents (target), rewriting the same Parquet
+(``--rerun-all``: every size).
+
+``--beside CHECKOUT`` runs the same with another checkout (its ``.venv/bin/python``, from its
+folder) right after each of this one's runs, against the same simulator: a baseline measured
+in the same hour on the same machine.
 """
 
 from __future__ import annotations
@@ -80,18 +85,20 @@ def reset(sim: SimulatorProcess) -> None:
     urllib.request.urlopen(request, timeout=5).close()
 
 
-def run_pipeline(sim: SimulatorProcess, corpus: Path, out: Path, concurrency: int) -> Measured:
+def run_pipeline(
+    sim: SimulatorProcess, corpus: Path, out: Path, concurrency: int, checkout: Path = ROOT
+) -> Measured:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["MEGALLM_API_KEY"] = DEFAULT_API_KEY
     before = served(sim)
     started = time.perf_counter()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "pipeline", "run", "jobs/summarize.toml", str(corpus),
+            python_of(checkout), "-m", "pipeline", "run", "jobs/summarize.toml", str(corpus),
             "--output", str(out), "--base-url", sim.url, "--quiet",
             "--set", f"limits.max_concurrency={concurrency}",
         ],
-        cwd=ROOT, env=env,
+        cwd=checkout, env=env,
     )  # fmt: skip
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
@@ -103,36 +110,45 @@ def run_pipeline(sim: SimulatorProcess, corpus: Path, out: Path, concurrency: in
     return Measured(documents, rows, wall, usage.ru_maxrss / 1024, served(sim) - before)
 
 
+def python_of(checkout: Path) -> str:
+    return sys.executable if checkout == ROOT else str(checkout / ".venv" / "bin" / "python")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-scale")
     parser.add_argument("--quick", action="store_true", help="2,000 documents only")
+    parser.add_argument("--rerun-all", action="store_true", help="re-run every size, not one")
+    parser.add_argument("--beside", type=Path, help="another checkout to measure after each run")
     args = parser.parse_args()
     sizes = [2_000] if args.quick else sorted(args.sizes)
-    results: list[tuple[str, Measured]] = []
+    checkouts = [ROOT] + ([args.beside.resolve()] if args.beside else [])
+    results: list[tuple[str, str, Measured]] = []
+
+    def measure(label: str, size: int) -> None:
+        corpus = make_corpus(args.workdir / f"docs-{size}", size)
+        for checkout in checkouts:
+            out = args.workdir / f"out-{size}-{checkout.name}" / "summaries.parquet"
+            if label == "first run":
+                shutil.rmtree(out.parent, ignore_errors=True)
+            reset(sim)
+            measured = run_pipeline(sim, corpus, out, args.concurrency, checkout)
+            results.append((checkout.name, label, measured))
+            print(f"{checkout.name}: {_row(label, measured)}", flush=True)
+
     with SimulatorProcess(SIMULATE, []) as sim:
         for size in sizes:
-            corpus = make_corpus(args.workdir / f"docs-{size}", size)
-            out = args.workdir / f"out-{size}" / "summaries.parquet"
-            shutil.rmtree(out.parent, ignore_errors=True)
-            reset(sim)
-            measured = run_pipeline(sim, corpus, out, args.concurrency)
-            results.append(("first run", measured))
-            print(_row("first run", measured), flush=True)
-        smallest = sizes[0]
-        corpus = args.workdir / f"docs-{smallest}"
-        out = args.workdir / f"out-{smallest}" / "summaries.parquet"
-        measured = run_pipeline(sim, corpus, out, args.concurrency)
-        results.append(("re-run, unchanged", measured))
-        print(_row("re-run, unchanged", measured), flush=True)
+            measure("first run", size)
+        for size in sizes if args.rerun_all else sizes[:1]:
+            measure("re-run, unchanged", size)
     print()
-    print("| run | documents | rows | API calls | wall s | docs/s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, m in results:
+    print("| checkout | run | documents | rows | API calls | wall s | docs/s | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, label, m in results:
         print(
-            f"| {label} | {m.documents:,} | {m.rows:,} | {m.served:,} | {m.wall_s:.1f} | "
+            f"| {name} | {label} | {m.documents:,} | {m.rows:,} | {m.served:,} | {m.wall_s:.1f} | "
             f"{m.documents / m.wall_s:,.0f} | {m.peak_rss_mb:.0f} |"
         )
 

@@ -23,8 +23,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-from httpx_sse import EventSource, SSEError
+# httpx2 (the anthropic SDK's HTTP stack since 2.16), under the name the code was written for:
+# httpx 0.x's connection pool (httpcore 1.x) polled every idle socket on every request and
+# cost 2-3x the SDK's CPU a request at 40 in flight (docs/benchmarks.md, client overhead).
+import httpx2 as httpx
+from httpx2 import EventSource, SSEError
 
 from pipeline import __version__
 from pipeline.errors import (
@@ -548,7 +551,7 @@ class MessagesClient:
                 raise self._fail(response)
             assembler = _StreamAssembler(self._request_id(response))
             try:
-                async for event in EventSource(response).aiter_sse():
+                async for event in EventSource(response, max_event_size=None):
                     assembler.feed(event.event, json.loads(event.data) if event.data else {})
             except (SSEError, ValueError, KeyError, IndexError, TypeError) as exc:
                 raise BrokenReply(

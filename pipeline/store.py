@@ -2,7 +2,10 @@
 
 The store sits beside the output (``OUTPUT.state.sqlite``), in WAL mode with full
 synchronous commits, so a crash, a ``kill -9`` or a power cut loses at most the calls in
-flight. A document is keyed by its ``doc_id`` (source path + content hash) and a hash of
+flight. Commits are grouped, not delayed: a thread of its own commits whatever finished
+while its previous commit was being synced, all in one transaction, at once (one fsync for
+many documents, and none on the event loop); a document's answer waits for the disk at most
+one commit. A document is keyed by its ``doc_id`` (source path + content hash) and a hash of
 everything that shapes its answer (model, parameters, prompts, chunking, schema); a re-run
 finds its finished rows here and sends nothing for them. Only documents whose rows are all
 ``ok`` count as finished: errors are tried again on the next run.
@@ -17,6 +20,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -61,8 +65,8 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 JOURNALS = ("-wal", "-shm", "-journal")
 
 
-def _unusable(path: Path, exc: Exception) -> ConfigError:
-    if isinstance(exc, sqlite3.DatabaseError):
+def _unusable(path: Path, exc: Exception, *, opening: bool = True) -> ConfigError:
+    if opening and isinstance(exc, sqlite3.DatabaseError):
         return ConfigError(
             f"output.path: the run's state at {path} is not a readable database ({exc}); "
             "move it aside (finished documents will then be sent again) or give another --output"
@@ -188,6 +192,88 @@ def _decode(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+_BUSY_TIMEOUT_MS = 60_000  # two connections write: one waits for the other's commit
+
+
+def _connect(path: Path, *, threaded: bool = False) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=not threaded)
+    db.execute(f"pragma busy_timeout={_BUSY_TIMEOUT_MS}")
+    db.execute("pragma journal_mode=wal")
+    db.execute("pragma synchronous=full")
+    return db
+
+
+class _GroupCommit:
+    """Finished documents to the ``documents`` table, a group per transaction, in a thread
+    with its own connection. ``add`` queues and returns; the thread commits everything
+    queued as soon as its previous commit is done. A failed commit is raised (as the
+    ``ConfigError`` that says what to fix) by the next ``add`` or ``flush``."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db = _connect(path, threaded=True)
+        self._pending: list[tuple[str, str, str]] = []
+        self._busy = False
+        self._closing = False
+        self._error: ConfigError | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="pipeline-state", daemon=True)
+        self._thread.start()
+
+    def add(self, item: tuple[str, str, str]) -> None:
+        with self._changed:
+            self._raise_error()
+            self._pending.append(item)
+            self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Wait until everything added is committed."""
+        with self._changed:
+            while (self._pending or self._busy) and self._error is None:
+                self._changed.wait()
+            self._raise_error()
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+        self._db.close()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self._closing:
+                    self._changed.wait()
+                if not self._pending or self._error is not None:
+                    return
+                group, self._pending, self._busy = self._pending, [], True
+            try:
+                self._commit(group)
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def _commit(self, group: list[tuple[str, str, str]]) -> None:
+        try:
+            self._db.execute("begin immediate")
+            self._db.executemany(
+                "insert or replace into documents (key, rows, calls) values (?, ?, ?)", group
+            )
+            self._db.execute("commit")
+        except Exception as exc:  # a full disk, a removed file: the run must stop and say so
+            if self._db.in_transaction:
+                self._db.execute("rollback")
+            with self._changed:
+                self._error = _unusable(self._path, exc, opening=False)
+
+
 class ResultStore:
     """Opened by one run at a time: a second run of the same job (same output) is refused
     while the first holds the lock. The lock is the kernel's (``flock``), so it goes with
@@ -221,12 +307,11 @@ class ResultStore:
             _check_state(path)
             os.ftruncate(self._lock, 0)
             os.pwrite(self._lock, str(os.getpid()).encode(), 0)
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute("pragma synchronous=full")
+            self._db = _connect(path)
             self._db.executescript(_SCHEMA)
             for statement in _RUN_SCHEMA:
                 self._db.execute(statement)
+            self._saved = _GroupCommit(path)
         except (OSError, sqlite3.Error, ConfigError) as exc:
             os.close(self._lock)
             if isinstance(exc, ConfigError):
@@ -243,11 +328,9 @@ class ResultStore:
     def save(
         self, key: str, source: str, rows: list[dict[str, Any]], calls: list[dict[str, Any]]
     ) -> None:
-        """Commit one finished document, durably, before anything else happens."""
-        self._db.execute(
-            "insert or replace into documents (key, rows, calls) values (?, ?, ?)",
-            (key, _encode(rows), _encode(calls)),
-        )
+        """Commit one finished document, durably, with the next group (see the module's
+        docstring): it returns at once."""
+        self._saved.add((key, _encode(rows), _encode(calls)))
         self._db.execute("insert or replace into seen values (?, ?)", (key, source))
 
     def add_other(
@@ -262,6 +345,7 @@ class ResultStore:
         """This run's output rows (``column="rows"``, by source) or call rows (``"calls"``),
         one at a time."""
         assert column in ("rows", "calls")
+        self._saved.flush()
         query = (
             f"select s.source, d.{column} from seen s join documents d on d.key = s.key "
             f"union all select source, {column} from other_rows order by 1"
@@ -326,5 +410,9 @@ class ResultStore:
         self._db.execute("delete from batch_items")
 
     def close(self) -> None:
-        self._db.close()
-        os.close(self._lock)  # releases the lock
+        """Commit what is queued, and let the job's lock go."""
+        try:
+            self._saved.close()
+        finally:
+            self._db.close()
+            os.close(self._lock)  # releases the lock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, RunBusy
-from pipeline.store import ResultStore
+from pipeline.store import ResultStore, finished_keys
 
 
 def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
@@ -82,3 +83,36 @@ def test_a_state_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) ->
     with pytest.raises(ConfigError, match=r"is not a readable database.*move it aside"):
         ResultStore(corrupt)
     ResultStore(tmp_path / "fine.state.sqlite").close()  # the lock was let go each time
+
+
+def test_saves_are_committed_in_groups_off_the_caller_and_all_reach_the_disk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.state.sqlite"
+    store = ResultStore(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("begin immediate")  # the disk is busy: the store's commit has to wait
+    for n in range(50):
+        row = {"doc_id": f"d{n}", "source": f"{n}.txt", "status": "ok"}
+        store.save(f"d{n}:s", f"{n}.txt", [row], [])  # returns: the caller never waits
+    blocker.execute("commit")
+    assert len(list(store.output("rows"))) == 50  # output waits for the commits
+    store.close()
+    assert finished_keys(path) == {f"d{n}:s" for n in range(50)}
+    blocker.close()
+
+
+def test_a_commit_that_fails_stops_the_run_with_what_to_fix(tmp_path: Path) -> None:
+    path = tmp_path / "out.state.sqlite"
+    store = ResultStore(path)
+    saboteur = sqlite3.connect(path, isolation_level=None)
+    saboteur.execute(
+        "create trigger full before insert on documents begin select raise(abort, 'disk full'); end"
+    )
+    store.save("d1:s", "1.txt", [{"doc_id": "d1", "status": "ok"}], [])
+    with pytest.raises(ConfigError, match=r"output\.path: cannot keep the run's state.*disk full"):
+        list(store.output("rows"))
+    with pytest.raises(ConfigError, match="disk full"):
+        store.save("d2:s", "2.txt", [{"doc_id": "d2", "status": "ok"}], [])
+    store.close()
+    saboteur.close()

@@ -6,7 +6,7 @@ import json
 import pickle
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import pytest
 
 from pipeline import errors

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import httpx
+import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import pytest
 
 from pipeline import errors

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import anyio
-import httpx
+import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import polars as pl
 import pytest
 
