@@ -15,11 +15,14 @@ then ``read_document`` per file, text mode), as a run reads them:
   real documents look like. Left out when none is found.
 - ``text + code``: Markdown prose (the same generator) and this checkout's ``pipeline/*.py``.
 
-Each corpus is read three ways: ``1 thread`` (a loop); ``4 threads`` (the runner's way: an
-``anyio.Semaphore(READ_THREADS)`` and ``anyio.to_thread.run_sync(read_document, ...)``); and
-``2 processes`` (``ProcessPoolExecutor(2)``, spawn, started and warmed before the clock; the
-Documents come back pickled). Measured: wall time and CPU time (this process's
-``time.process_time``; for the process pool, the workers' too, as each reports its own).
+Each corpus is read three ways: ``1 thread`` (a loop); ``runner`` (the runner's way since
+issue 15: ``READ_THREADS`` + one thread per core, each calling ``read_document`` with the text
+of PDFs extracted by a ``PdfTextPool`` of one worker process per core, started and warmed
+before the clock); and ``2 processes`` (``ProcessPoolExecutor(2)``, spawn, started and warmed
+before the clock; the Documents come back pickled). ``--threads`` adds the runner's way before
+issue 15 (``READ_THREADS`` threads calling ``read_document``, pypdf in the thread).
+Measured: wall time and CPU time (this process's ``time.process_time``; for the process
+pools, the workers' too).
 Rounds run in rotated order; the table gives medians.
 
 Backends: pages/s of pypdf (``pipeline.readers.pdf.read_text``) beside pypdfium2 and PyMuPDF
@@ -36,6 +39,7 @@ the pacer reserves) and the simulator's ``count_text`` (what it charges, fewer).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import multiprocessing
@@ -48,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -64,6 +68,7 @@ from pipeline.limits import TIERS
 from pipeline.models import Document
 from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.readers import pdf as pdf_reader
+from pipeline.readers.pdfpool import PdfTextPool
 from pipeline.runner import READ_THREADS
 from pipeline.simulator import count_text
 from pipeline.tokens import estimate_text
@@ -76,7 +81,8 @@ TYPESET_DEFAULT = (
 )
 PAGE_TOKENS = (600, 1_000)  # document_text's target per page: about 2,100-3,500 characters
 PROCESSES = 2
-MODES = ("1 thread", f"{READ_THREADS} threads", f"{PROCESSES} processes")
+MODES = ("1 thread", "runner", f"{PROCESSES} processes")
+THREADS_MODE = f"{READ_THREADS} threads"
 
 
 def _make_samples() -> ModuleType:
@@ -182,16 +188,24 @@ def read_sequential(candidates: Sequence[Candidate], options: InputOptions) -> R
     return Read(documents, Timed(time.monotonic() - started, time.process_time() - cpu))
 
 
-def read_threads(candidates: Sequence[Candidate], options: InputOptions, threads: int) -> Read:
-    """As ``Run._read_all`` does: a semaphore of ``threads`` slots, a worker thread each."""
+def read_threads(
+    candidates: Sequence[Candidate],
+    options: InputOptions,
+    threads: int,
+    pool: PdfTextPool | None = None,
+) -> Read:
+    """A semaphore of ``threads`` slots, a worker thread each; PDFs' text from ``pool``."""
     documents: list[Document] = []
+    pdf_text = pool.read_text if pool is not None else None
 
     async def main() -> None:
         slots = anyio.Semaphore(threads)
 
         async def one(candidate: Candidate) -> None:
             async with slots:
-                document = await anyio.to_thread.run_sync(read_document, candidate, options)
+                document = await anyio.to_thread.run_sync(
+                    functools.partial(read_document, candidate, options, pdf_text=pdf_text)
+                )
             documents.append(document)
 
         async with anyio.create_task_group() as group:
@@ -201,6 +215,25 @@ def read_threads(candidates: Sequence[Candidate], options: InputOptions, threads
     started, cpu = time.monotonic(), time.process_time()
     anyio.run(main)
     return Read(documents, Timed(time.monotonic() - started, time.process_time() - cpu))
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_runner(candidates: Sequence[Candidate], options: InputOptions) -> Read:
+    """As the runner reads: ``READ_THREADS`` + a thread per core, PDFs through the pool."""
+    with PdfTextPool() as pool:
+        warm = _make_samples().pdf_bytes(["warm"])
+        with ThreadPoolExecutor(pool.size) as threads:  # one file each: every worker starts
+            list(threads.map(lambda n: pool.read_text(warm, f"warm-{n}.pdf"), range(pool.size)))
+        pids = pool.pids
+        before = sum(_proc_cpu(pid) for pid in pids)
+        read = read_threads(candidates, options, READ_THREADS + pool.size, pool)
+        workers = sum(_proc_cpu(pid) for pid in pids) - before
+    return Read(read.documents, Timed(read.timed.wall_s, read.timed.cpu_s + workers))
 
 
 def _read_in_worker(candidate: Candidate, options: InputOptions) -> tuple[Document, int, float]:
@@ -247,6 +280,8 @@ def read(corpus: Corpus, mode: str) -> Read:
     if mode == MODES[0]:
         return read_sequential(corpus.candidates, options)
     if mode == MODES[1]:
+        return read_runner(corpus.candidates, options)
+    if mode == THREADS_MODE:
         return read_threads(corpus.candidates, options, READ_THREADS)
     return read_processes(corpus.candidates, options, PROCESSES)
 
@@ -488,6 +523,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="small corpora, one round")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--threads", action="store_true", help=f"add the {THREADS_MODE} rows (before issue 15)"
+    )
     return parser.parse_args(argv)
 
 
@@ -522,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.seed,
             )
         )
-        rows = [Row(corpus, mode) for corpus in corpora for mode in MODES]
+        modes = (*MODES, THREADS_MODE) if args.threads else MODES
+        rows = [Row(corpus, mode) for corpus in corpora for mode in modes]
         documents: dict[str, list[Document]] = {}
         for round_number in range(rounds):
             shift = round_number * len(rows) // rounds

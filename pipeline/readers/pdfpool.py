@@ -181,6 +181,12 @@ class PdfTextPool:
         with self._lock:
             return len(self._workers)
 
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers started and not stopped."""
+        with self._lock:
+            return [w.process.pid for w in self._workers if w.process.pid is not None]
+
     def close(self) -> None:
         """Stop every worker, busy or not (a thread waiting on one gets ``Unreadable``)."""
         with self._lock:
