@@ -7,7 +7,8 @@ document's notes instead of lines on the user's terminal (see ``_PypdfNotes``).
 Bounds, so that one hostile PDF cannot hold a run for hours: pypdf caps what a stream may
 decompress to and how many tokens a content stream may hold (a page that passes them is read
 in seconds); a PDF of more than ``MAX_PAGES`` pages is refused before any page is read, and
-reading the text of one stops after ``TEXT_BUDGET_S`` seconds (checked between pages). Both
+reading the text of one stops after ``TEXT_BUDGET_S`` seconds (checked between pages; a run
+reads in ``pdfpool``'s worker processes, which also stops one page that hangs). Both
 refusals are ``TooLarge`` rows that say how to split the file.
 """
 

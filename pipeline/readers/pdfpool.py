@@ -8,8 +8,9 @@ hangs the extractor: the budget in ``pdf.read_text`` is only checked between pag
 killed and replaced, and the file becomes a ``TooLarge`` row that says so; a worker that
 dies becomes an ``Unreadable`` row. Either way the run goes on.
 
-Workers ignore SIGINT and SIGTERM: the run decides when to stop, and closes the pool (a
-worker whose run was killed with ``kill -9`` sees its pipe close and exits when idle).
+Workers ignore SIGINT and SIGTERM: the run decides when to stop, and closes the pool. A
+worker whose run was killed with ``kill -9`` exits too: when idle, its pipe closes; when busy
+(even on a page that hangs), a watchdog thread sees it has a new parent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -53,11 +55,19 @@ def pypdf_text(data: bytes, label: str, budget_s: float) -> PdfText:
     return pdf.read_text(data, label, budget_s=budget_s)
 
 
+def _orphaned(parent: int, every_s: float = 1.0) -> None:
+    """In a worker: exit as soon as the run that started it is gone."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
+
+
 def _serve(conn: Connection, extract: Extract) -> None:
     """A worker's loop: ``(data, label, budget_s)`` in, ``("ok", text)`` or
     ``("problem", InputProblem)`` out, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             data, label, budget_s = conn.recv()

@@ -13,6 +13,7 @@ from pipeline.readers.pdfpool import PdfText, pypdf_text
 
 def _note_pid(label: str) -> None:
     Path(label + ".pid").write_text(str(os.getpid()))
+    print(os.getpid(), flush=True)  # for a test that reads the worker's stdout
 
 
 def hangs_on_hang(data: bytes, label: str, budget_s: float) -> PdfText:

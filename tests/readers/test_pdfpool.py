@@ -6,6 +6,9 @@ of the files are read as usual."""
 from __future__ import annotations
 
 import os
+import select
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,29 @@ def test_closing_stops_every_worker(tmp_path: Path) -> None:
     assert not pid_alive(pid)
     with pytest.raises(RuntimeError, match="closed"):
         pool.read_text(PAGES, label)
+
+
+def test_a_worker_exits_when_its_run_is_killed_even_mid_file(tmp_path: Path) -> None:
+    """kill -9 of the run while its worker hangs on a page: the worker does not live on."""
+    label = str(tmp_path / "hang.pdf")
+    script = (
+        "from pipeline.readers.pdfpool import PdfTextPool\n"
+        "from tests.readers import hostile_extractors\n"
+        "pool = PdfTextPool(1, extract=hostile_extractors.hangs_on_hang)\n"
+        f"pool.read_text(b'%PDF-1.4', {label!r})\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    worker = int(run.stdout.readline())  # the worker has the file and hangs on it
+    run.kill()
+    run.wait(timeout=30)
+    run.stdout.close()
+    handle = os.pidfd_open(worker)
+    try:
+        exited, _, _ = select.select([handle], [], [], 30)  # readable when it exits
+    finally:
+        os.close(handle)
+    assert exited
