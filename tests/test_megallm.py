@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+import httpx2
 import polars as pl
 import pytest
 from pypdf import PdfWriter
@@ -195,12 +196,12 @@ def test_without_a_key_validate_says_the_model_was_not_checked(
 
 
 def test_a_server_without_v1_models_is_not_an_error() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(404, json={"type": "error", "error": {"type": "not_found_error"}})
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(404, json={"type": "error", "error": {"type": "not_found_error"}})
 
     async def check() -> object:
         endpoint = Endpoint("https://gateway.test", ApiKey("k"))
-        transport = httpx.MockTransport(handler)
+        transport = httpx2.MockTransport(handler)  # the client's HTTP stack
         async with MessagesClient(endpoint, transport=transport) as client:
             return await check_endpoint(client, model="claude-anything")
 
