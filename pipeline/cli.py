@@ -11,6 +11,7 @@ Exit statuses (documented in the README):
      is saved; run again to continue
   75 another run of the same job is active (EX_TEMPFAIL: try again later, or use --wait)
   130 interrupted (SIGINT or SIGTERM): what finished is saved; run again to finish
+  141 stdout's reader went away (``| head``): the rest of the output is dropped, quietly
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import __version__, logs, report
-from pipeline.errors import ConfigError, RunBusy, RunFatal, Transient
+from pipeline.errors import (
+    ConfigError,
+    HostUnreachable,
+    PipelineError,
+    RunBusy,
+    RunFatal,
+    Transient,
+)
 from pipeline.limits import TIERS, Limits
 from pipeline.simulator.config import DEFAULT_API_KEY, MODEL_SETS, SimulatorConfig
 
@@ -48,6 +56,7 @@ EXIT_FATAL = 3
 EXIT_INCOMPLETE = 4
 EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for ``yes | head``
 
 SIMULATOR_KEY_ENV = "PIPELINE_SIMULATOR_KEY"
 
@@ -413,7 +422,8 @@ def _check_model(job: Job) -> str:
         return "not checked against the endpoint: no API key set"
     try:
         served = preflight.check_job(job, endpoint)
-    except Transient as exc:  # busy or unreachable: a run would retry; this is only a check
+    except Transient as exc:  # busy: a run would retry; this is only a check
+        log.warning("warning: %s did not answer (%s)", endpoint.host, exc.message)
         return f"not checked: {endpoint.host} did not answer ({exc.message})"
     if served is None:
         return f"not checked: {endpoint.host} has no /v1/models"
@@ -551,7 +561,10 @@ def run_plan(args: argparse.Namespace) -> int:
 
     job = _load(args)
     check_inputs(job)
-    log.info("model %s: %s", job.spec.model.name, _check_model(job))
+    try:
+        log.info("model %s: %s", job.spec.model.name, _check_model(job))
+    except HostUnreachable as exc:  # a plan sends nothing: estimate anyway, but say so
+        log.warning("warning: model %s not checked: %s", job.spec.model.name, exc)
     counter = None
     if args.exact:
         spec = job.spec
@@ -596,6 +609,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a run-wide fault stopped, as each command says it (validate and plan run nothing).
+_STOPPED = {"run": "the run stopped", "models": "cannot list the models"}
+
+
+def _reader_gone() -> int:
+    """stdout's reader went away (``| head``): drop the rest of the output and end quietly
+    (Python's "Note on SIGPIPE": stdout to devnull, so the exit's flush cannot fail too)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -607,8 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": run_models,
     }
     logs.configure(stream=sys.stderr)
+    stopped = _STOPPED.get(args.command, "the job cannot run")
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a reader gone (``| head``) shows here, not at the exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
@@ -616,7 +647,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return EXIT_BUSY
     except RunFatal as exc:
-        log.error("the run stopped: %s", exc, extra={"event": "fatal", "error_type": exc.kind})
+        log.error("%s: %s", stopped, exc, extra={"event": "fatal", "error_type": exc.kind})
+        return EXIT_FATAL
+    except PipelineError as exc:  # a check or a count that found the host busy or unreachable
+        log.error("%s: %s", stopped, exc, extra={"event": "fatal", "error_type": exc.kind})
         return EXIT_FATAL
     except KeyboardInterrupt:
         log.error("interrupted")

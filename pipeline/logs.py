@@ -63,6 +63,14 @@ class _Escaping(logging.Filter):
         return True
 
 
+FILE_ONLY = "file_only"  # ``extra={FILE_ONLY: True}``: for the log file, not the console
+
+
+class _NotFileOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, FILE_ONLY, False)
+
+
 def echo(text: str) -> None:
     """Print ``text`` to stdout with its control characters escaped (line breaks kept)."""
     print(escape_controls(text))
@@ -108,6 +116,7 @@ def configure(
         )
     screen.setLevel(logging.WARNING if quiet else logging.INFO)
     screen.addFilter(_Escaping())
+    screen.addFilter(_NotFileOnly())
     root.addHandler(screen)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

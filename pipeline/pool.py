@@ -38,7 +38,7 @@ from pipeline.errors import (
 )
 from pipeline.limits import Clock, Limits, Pacer, Sleep
 from pipeline.models import Attempt, Call, CallResult, Reply
-from pipeline.preflight import check_endpoint
+from pipeline.preflight import check_endpoint, unreachable
 from pipeline.retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.pool")
@@ -210,10 +210,7 @@ class Engine:
                 check, quick, clock=self._clock, sleep=self._sleep, rng=self._rng
             )
         except ConnectionFailed as exc:
-            raise HostUnreachable(
-                f"{exc.message}. Check the base URL ({self.client.endpoint.base_url}) and the "
-                "network."
-            ) from exc
+            raise unreachable(exc, self.client.endpoint) from exc
         except Transient:
             return  # the host answers; the run's own retries handle a busy server
         self.connected = True

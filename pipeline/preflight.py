@@ -19,7 +19,7 @@ import anyio
 
 from pipeline import catalogue
 from pipeline.client import Endpoint, MessagesClient, redact_error
-from pipeline.errors import ModelNotFound, NotOffered
+from pipeline.errors import ConnectionFailed, HostUnreachable, ModelNotFound, NotOffered
 from pipeline.spec import Job
 
 MAX_PAGES = 20  # of up to 1,000 models each: more than any endpoint serves
@@ -118,14 +118,25 @@ async def check_endpoint(
     return served
 
 
+def unreachable(error: ConnectionFailed, endpoint: Endpoint) -> HostUnreachable:
+    """What a run, ``validate`` and ``models`` say when no connection could be made."""
+    return HostUnreachable(
+        f"{error.message}. Check the base URL ({endpoint.base_url}) and the network."
+    )
+
+
 def check_job(job: Job, endpoint: Endpoint) -> list[ServedModel] | None:
-    """``check_endpoint`` for a job, from synchronous code (``validate``, ``plan``)."""
+    """``check_endpoint`` for a job, from synchronous code (``validate``, ``plan``).
+    Raises ``HostUnreachable`` when no connection could be made."""
 
     async def check() -> list[ServedModel] | None:
         async with MessagesClient(endpoint, concurrency=2) as client:
             return await check_endpoint(client, model=job.spec.model.name, batches=job.batch)
 
-    return anyio.run(check)
+    try:
+        return anyio.run(check)
+    except ConnectionFailed as exc:
+        raise unreachable(exc, endpoint) from exc
 
 
 def list_served(endpoint: Endpoint) -> list[ServedModel] | None:
@@ -135,7 +146,10 @@ def list_served(endpoint: Endpoint) -> list[ServedModel] | None:
         async with MessagesClient(endpoint, concurrency=2) as client:
             return await served_models(client)
 
-    return anyio.run(listing)
+    try:
+        return anyio.run(listing)
+    except ConnectionFailed as exc:
+        raise unreachable(exc, endpoint) from exc
 
 
 def describe(served: list[ServedModel]) -> list[dict[str, Any]]:

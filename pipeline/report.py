@@ -285,9 +285,14 @@ def write(report: dict[str, Any], output: Path) -> Path:
 
 def load(output: Path) -> dict[str, Any]:
     """The report of the last run that wrote ``output`` (the Parquet path or the JSON)."""
+    if not output.name:
+        raise ConfigError(
+            f"no report at {output}: give the Parquet file a run wrote (its report is kept "
+            "beside it as NAME.report.json)"
+        )
     path = output if output.name.endswith(".report.json") else report_path(output)
     try:
-        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        report: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"no report at {path}: give the Parquet file a run wrote (its report is kept "
@@ -295,4 +300,30 @@ def load(output: Path) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the report {path}: {exc}") from None
+    if not (isinstance(report, dict) and report.keys() >= _SHOWN_KEYS):
+        raise ConfigError(
+            f"{path} is not a report this program wrote (it lacks the run's counts); give "
+            "the Parquet file a run wrote"
+        )
     return report
+
+
+# What ``render`` and the page read: a JSON file without them is not one of our reports.
+_SHOWN_KEYS = frozenset(
+    [
+        "version",
+        "job",
+        "model",
+        "output",
+        "started_at",
+        "finished_at",
+        "wall_s",
+        "ended",
+        "documents",
+        "calls",
+        "tokens",
+        "cost_usd",
+        "throughput",
+        "allowance",
+    ]
+)

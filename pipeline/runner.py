@@ -29,7 +29,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline import report
+from pipeline import logs, report
 from pipeline.batch import BatchEngine
 from pipeline.budget import BudgetGuard
 from pipeline.chunking import reduce_groups, split
@@ -145,7 +145,8 @@ class JobRunner:
         self.fatal_error: str | None = None
         self._no_count_tokens = False  # the endpoint answered 404 to count_tokens
         self.outcome: RunOutcome | None = None
-        self.store = ResultStore(job.state_path)  # it takes the job's lock
+        # it takes the job's lock
+        self.store = ResultStore(job.state_path, output=job.output_url or job.output_path)
         if force:
             self.store.forget_all()
         self.engine: Engine | BatchEngine
@@ -676,6 +677,13 @@ class JobRunner:
         )
         summary = report.build(self.tally, info)
         self.store.record_run(summary)
+        # How the night ended, for whoever reads the --log-file (the console shows the report).
+        log.info(
+            "the run ended: %s\n%s",
+            self.ended,
+            report.render(summary),
+            extra={"event": "ended", "ended": self.ended, logs.FILE_ONLY: True},
+        )
         if not keep:
             report.write(summary, self.job.output_path)
             if self.job.spec.output.html_report:

@@ -279,7 +279,8 @@ class ResultStore:
     while the first holds the lock. The lock is the kernel's (``flock``), so it goes with
     its process: a run killed with ``kill -9`` leaves nothing stale to take over."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, output: Path | str | None = None) -> None:
+        """``output``: the file the run writes, named when another run holds the lock."""
         self.path = path
         lock = path.with_suffix(".lock")
         try:
@@ -300,7 +301,7 @@ class ResultStore:
             holder = os.pread(self._lock, 64, 0).decode(errors="replace").strip()
             os.close(self._lock)
             raise RunBusy(
-                f"another run of this job is writing {path.parent} (pid {holder or '?'}); "
+                f"another run of this job is writing {output or path} (pid {holder or '?'}); "
                 "wait for it to finish (--wait), or give this run another --output"
             ) from None
         try:

@@ -221,7 +221,7 @@ def test_a_quiet_log_file_ends_with_the_summary(
          "--output", str(out), "--base-url", server.url, *options]
     )  # fmt: skip
     text = log.read_text()
-    assert f"INFO pipeline.runner: the run ended: {ended}" in text
+    assert f"INFO pipeline.run: the run ended: {ended}" in text
     assert "documents  " in text
     assert f"results    {out}" in text
     assert "the run ended" not in capsys.readouterr().err  # quiet: the console stays quiet

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from pipeline import __version__, report, store
 from pipeline.atomic import replacing
 from pipeline.errors import ConfigError
+from pipeline.logs import escape_controls
 from pipeline.page import svg
 from pipeline.page.data import PageData, Table, gather
 from pipeline.report import page_path
@@ -55,11 +57,23 @@ def write_for(summary: dict[str, Any], given: Path, path: Path | None = None) ->
 
 def render(data: PageData) -> str:
     environment = jinja2.Environment(
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_shown,
     )
     environment.filters["duration"] = report.duration
     source = resources.files(__package__).joinpath("page.html.j2").read_text(encoding="utf-8")
     return environment.from_string(source).render(_context(data))
+
+
+def _shown(value: Any) -> Any:
+    """Each value the page shows, its control characters escaped as the console shows them
+    (a file name's ESC or BEL); markup the page made itself (the charts) is left as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return escape_controls(value)
+    return value
 
 
 def _context(data: PageData) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 Three shapes cover the page: a line over time against a limit with marks below it, a
 histogram with marked quantiles, and labelled horizontal bars. Every piece of text goes
-through ``escape``: labels can be file names or model output. The charts scale with the
-page's width (``viewBox``), print as vectors, and carry an ``aria-label``; the numbers
-they show are also written as text beside them.
+through ``escape``: labels can be file names or model output (control characters are
+written as the console writes them). The charts scale with the page's width
+(``viewBox``), print as vectors, and carry an ``aria-label``; the numbers they show are
+also written as text beside them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from markupsafe import escape as escape_markup
+
+from pipeline.logs import escape_controls
 
 WIDTH, LEFT, RIGHT, TOP = 720, 64, 16, 12
 _ANCHORS = {0.0: "start", 0.5: "middle", 1.0: "end"}  # axis labels kept inside the chart
@@ -25,6 +29,11 @@ class Marks:
 
     name: str  # a key of MARK_COLOURS
     counts: Sequence[int]
+
+
+def escape(text: str) -> Markup:
+    """Text in a chart: markup escaped, control characters written as the console does."""
+    return escape_markup(escape_controls(text))
 
 
 def _num(value: float) -> str:
