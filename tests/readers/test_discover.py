@@ -456,3 +456,13 @@ def test_a_followed_link_to_an_ignored_folder_name_is_not_walked(tmp_path: Path)
         tmp_path / "elsewhere", target_is_directory=True
     )
     assert sources(options(tmp_path / "root", follow_symlinks=True)) == [".gitignore"]
+
+
+@needs_symlinks
+def test_a_link_to_a_file_listed_already_is_a_row_naming_it(tmp_path: Path) -> None:
+    write(tmp_path, "a-real.txt")
+    (tmp_path / "b-alias.txt").symlink_to(tmp_path / "a-real.txt")
+    candidates, problems = found(options(tmp_path))
+    assert [c.source for c in candidates] == ["a-real.txt"]
+    assert [(p.source, type(p)) for p in problems] == [("b-alias.txt", Skipped)]  # type: ignore[attr-defined]
+    assert "the same file as a-real.txt" in problems[0].message

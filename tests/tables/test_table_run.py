@@ -63,7 +63,7 @@ def test_rows_of_a_parquet_table_end_to_end(
     assert len(rows) == 300
     assert rows["status"].unique().to_list() == ["ok"]
     assert rows["source"].n_unique() == 300
-    assert set(rows["source"]) == {f"{table}#T-{n}" for n in range(300)}
+    assert set(rows["source"]) == {f"tickets.parquet#T-{n}" for n in range(300)}
     # kept columns join back, typed as in the table
     assert rows.schema["seats"] == pl.Int64
     assert dict(zip(rows["ticket_id"], rows["seats"], strict=True))["T-7"] == 7
@@ -159,3 +159,37 @@ def test_a_template_column_may_not_reach_into_a_value(tmp_path: Path) -> None:
 def test_without_text_column_unknown_placeholders_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"unknown placeholder \{title\}"):
         load_job(ROOT / "jobs" / "summarize.toml", overrides=['prompt.template="{title} {text}"'])
+
+
+def test_a_nightly_export_under_a_new_name_sends_only_the_changed_rows(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    server = start_simulator()
+    first = tmp_path / "exports" / "tickets-2026-12-01.csv"
+    first.parent.mkdir()
+    tickets(50).write_csv(first)
+    out = tmp_path / "out.parquet"
+    run(first, out, server)
+    assert server.stats()["served"]["total"] == 50
+    moved = tmp_path / "elsewhere" / "tickets-2026-12-02.csv"
+    moved.parent.mkdir()
+    tickets(50, changed=frozenset({7})).write_csv(moved)
+    rows = run(moved, out, server)
+    assert server.stats()["served"]["total"] == 51  # only T-7 again
+    assert set(rows["source"]) == {f"tickets-2026-12-02.csv#T-{n}" for n in range(50)}
+    assert rows["doc_id"].n_unique() == 50
+
+
+def test_two_tables_with_the_same_ids_give_a_row_each(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    server = start_simulator()
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    tickets(3).write_csv(folder / "a.csv")
+    tickets(3).write_csv(folder / "b.csv")
+    job = load_job(JOB, inputs=[str(folder)], output=str(tmp_path / "out.parquet"))
+    rows = pl.read_parquet(anyio.run(run_job, job, endpoint_of(server)).output)
+    assert sorted(rows["source"]) == [f"{t}.csv#T-{n}" for t in "ab" for n in range(3)]
+    assert rows["doc_id"].n_unique() == 6
+    assert rows["status"].unique().to_list() == ["ok"]
