@@ -139,6 +139,7 @@ class JobRunner:
             tables.check(find(options), options.table) if options.table else {}
         )
         self._open: dict[str, DocumentRun] = {}
+        self._row_ids: set[str] = set()  # doc_ids of the table rows read (tables.rows)
         self._followups: MemoryObjectSendStream[Call]
         self._reading_done = False
         self.ended = "completed"
@@ -248,7 +249,7 @@ class JobRunner:
     ) -> bool:
         """A table's rows, a slice at a time in a worker thread; False if the run stopped
         taking documents."""
-        items = read_items(candidate, options)
+        items = read_items(candidate, options, self._row_ids)
         self.tally.discovered -= 1  # the table was counted as found: its rows count instead
         try:
             while batch := await anyio.to_thread.run_sync(list, islice(items, DISCOVER_BATCH)):

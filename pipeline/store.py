@@ -351,8 +351,11 @@ class ResultStore:
             f"select s.source, d.{column} from seen s join documents d on d.key = s.key "
             f"union all select source, {column} from other_rows order by 1"
         )
-        for _, encoded in self._db.execute(query):
-            yield from _decode(encoded)
+        for source, encoded in self._db.execute(query):
+            for row in _decode(encoded):
+                if "source" in row:  # a table row reused from a table since renamed or moved
+                    row["source"] = source
+                yield row
 
     # ---- Objects in storage: which document an unchanged object was, without downloading it ----
 

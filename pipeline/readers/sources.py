@@ -23,12 +23,13 @@ def find(options: InputOptions) -> Iterator[Candidate | InputProblem]:
 
 
 def read_items(
-    candidate: Candidate, options: InputOptions
+    candidate: Candidate, options: InputOptions, issued: set[str] | None = None
 ) -> Generator[Document | InputProblem, None, None]:
     """A candidate's documents, or the problems (with their ``source``) that say why not.
-    Blocking: a run calls it in worker threads."""
+    Blocking: a run calls it in worker threads. ``issued``: the run's table rows' ``doc_id``s
+    so far (``tables.rows``)."""
     if options.table is not None:
-        yield from tables.rows(candidate, options)
+        yield from tables.rows(candidate, options, issued)
         return
     try:
         yield read_document(candidate, options)

@@ -3,38 +3,37 @@
 With ``inputs.text_column`` set, each such file among the inputs is a table and each of its
 rows a document (any other file is a ``skipped`` row that says so):
 
-- text: the ``text_column`` cell; id: the ``id_column`` cell, else the first 16 hex digits of
-  the row's content hash; ``source``: ``TABLE#ID`` (TABLE named as a file would be);
+- text: the ``text_column`` cell as text (``_text``: numbers in decimal, true/false, lists and
+  objects as JSON); id: the ``id_column`` cell, else the first 16 hex digits of the row's
+  content hash; ``source``: ``TABLE#ID``, TABLE as ``table_label`` names it;
 - content hash: SHA-256 of the columns the job uses (text, id, the templates' columns,
-  ``keep_columns``), so a re-run sends a row again only when one of those changed, and two
-  rows with the same id and content are one document;
-- ``fields``: the templates' columns as text (null is empty); ``kept``: ``keep_columns``,
-  copied into the row's output under their output names.
+  ``keep_columns``); ``doc_id`` (the key of a finished row) comes from the id and the content
+  hash, not from the table's name or place, so a re-run, or tomorrow's export under another
+  name, sends a row again only when one of those changed;
+- ``fields``: the templates' columns as text; ``kept``: ``keep_columns``, by output name.
 
-Reading never holds a table whole: Parquet by batches of ``BATCH_ROWS`` (pyarrow's
-``iter_batches``: a row group at a time, only the columns used), CSV/TSV by 1 MB blocks
-(pyarrow's streaming reader, every cell as bytes so that a cell that is not UTF-8 is one
-row's error), JSONL line by line. A local file and an object in a bucket (ranged reads through
-fsspec, ``readers.remote``) go through the same code.
+Reading (``table_records``) never holds a table whole; a local file and an object in a bucket
+(ranged reads through fsspec, ``readers.remote``) go through the same code.
 
-Bad rows are rows, and the table goes on: a null or blank text is ``skipped`` (EmptyFile), a
-text over ``inputs.max_file_bytes`` is ``skipped`` (TooLarge), credentials in a text are
-``skipped`` (SecretFile); a cell that is not UTF-8, an empty id, a JSONL line that is not a
-JSON object or a CSV line with the wrong number of fields is an ``error`` (Unreadable). Their
-source is ``TABLE#ID``, or ``TABLE#row-N`` (the N-th data row; the line for JSONL) when the
-id is not known.
+Bad rows are rows, and the table goes on: a blank text, one over ``inputs.max_file_bytes`` or
+one holding credentials is ``skipped``; a cell that is not UTF-8, an empty id, a line that is
+not a row (not a JSON object; the wrong number of CSV fields; a CSV quote never closed, which
+ends the table) or an id seen before in the table is an ``error`` (Unreadable); a row with the
+same content as one before it (no ``id_column``) is ``skipped``. Their source is ``TABLE#ID``,
+else ``TABLE#line-N`` (the line where the row starts in the file, from 1) or, for Parquet,
+``TABLE#row-N`` (the N-th row, from 1).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
+import dataclasses
 import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, Any
 
 import polars as pl
@@ -45,10 +44,12 @@ import pyarrow.parquet as pq
 from pipeline.errors import ConfigError, EmptyFile, InputProblem, Skipped, TooLarge, Unreadable
 from pipeline.models import Document, Section
 from pipeline.readers import remote
+from pipeline.readers.discover import printable
 from pipeline.readers.formats import TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions, TableOptions
 from pipeline.readers.read import _OPEN_FLAGS, document_id, secret_file
 from pipeline.readers.sensitive import secret_by_content
+from pipeline.readers.table_records import Record, cell, records, text_of
 
 FORMATS = {
     ".csv": "csv",
@@ -59,11 +60,8 @@ FORMATS = {
 }
 assert set(FORMATS) == TABLES
 SUFFIXES = ", ".join(FORMATS)
-BATCH_ROWS = 1_000
 _CSV_BLOCK = 1 << 20
 _BUILT_IN = "a built-in placeholder"
-
-Record = dict[str, Any] | InputProblem
 
 
 def table_format(name: str) -> str | None:
@@ -135,7 +133,7 @@ def columns_of(candidate: Candidate) -> dict[str, Any]:
                             return {k: _py_dtype(v) for k, v in first.items()}
                         break
                 return {}
-            reader = pacsv.open_csv(file, **_csv_options(fmt, None, lambda _row: "skip"))
+            reader = pacsv.open_csv(file, **_csv_options(fmt))
             return dict.fromkeys(reader.schema.names, pl.String)
     except InputProblem as problem:
         raise ConfigError(f"inputs.paths: {problem.message}") from None
@@ -184,34 +182,51 @@ def check(candidates: Iterable[Candidate | InputProblem], table: TableOptions) -
 # ---- rows --------------------------------------------------------------------------------
 
 
-def rows(candidate: Candidate, options: InputOptions) -> Iterator[Document | InputProblem]:
+def rows(
+    candidate: Candidate, options: InputOptions, issued: set[str] | None = None
+) -> Iterator[Document | InputProblem]:
     """Each row of a table as a Document, or an InputProblem (``source`` set) for a bad row;
-    an unreadable table is one problem row, after the rows read before the fault."""
+    an unreadable table is one problem row, after the rows read before the fault.
+
+    ``issued``: the ``doc_id``s the run's tables gave so far (two tables may hold the same
+    row: the second's id then names its table, so ``doc_id`` stays unique in a run)."""
     table = options.table
     assert table is not None
+    label = table_label(candidate)
     fmt = table_format(candidate.path.name)
     if fmt is None:
         yield _tagged(
             Skipped(
-                f"{candidate.source} is not a table ({SUFFIXES}) and inputs.text_column makes "
-                "the rows of tables the documents; leave it out with inputs.exclude"
+                f"{label} is not a table ({SUFFIXES}) and inputs.text_column makes the rows "
+                "of tables the documents; leave it out with inputs.exclude"
             ),
             candidate.source,
         )
         return
+    unit = "row" if fmt == "parquet" else "line"
+    reading = _Reading(candidate, label, unit, options, set() if issued is None else issued)
     number = 0
     try:
         with _opened(candidate) as file:
-            for number, record in _records(fmt, file, table.columns):
-                yield _row(candidate, number, record, options)
+            for number, record in records(fmt, file, table.columns):
+                yield reading.row(number, record)
     except InputProblem as problem:
         yield _tagged(problem, candidate.source)
     except (pa.ArrowException, ValueError, OSError) as exc:
-        where = f"after row {number:,}" if number else "at its start"
+        where = f"after {reading.unit} {number:,}" if number else "at its start"
         yield _tagged(
-            Unreadable(f"{candidate.source} could not be read {where} ({exc}); fix the table"),
-            f"{candidate.source}#row-{number + 1}",
+            Unreadable(f"{label} could not be read {where} ({exc}); fix the table"),
+            f"{label}#{reading.unit}-{number + 1}",
         )
+
+
+def table_label(candidate: Candidate) -> str:
+    """The table as its rows' ``source`` names it: its path relative to the input folder (as
+    a file's ``source``), or, for a table named as a file, its file name, so that the same
+    export under another name or in another folder keeps its rows' ids readable."""
+    if candidate.url is None and candidate.source == printable(str(candidate.path)):
+        return printable(candidate.path.name)
+    return candidate.source
 
 
 def _tagged(problem: InputProblem, source: str) -> InputProblem:
@@ -219,127 +234,133 @@ def _tagged(problem: InputProblem, source: str) -> InputProblem:
     return problem
 
 
-def _csv_options(fmt: str | None, columns: tuple[str, ...] | None, invalid: Any) -> dict[str, Any]:
-    convert = pacsv.ConvertOptions()
-    if columns is not None:
-        convert = pacsv.ConvertOptions(
-            include_columns=list(columns),
-            include_missing_columns=True,
-            column_types=dict.fromkeys(columns, pa.binary()),
-        )
+def _csv_options(fmt: str | None) -> dict[str, Any]:
+    """pyarrow's CSV reader, for the header only (``columns_of``)."""
     return {
         "read_options": pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=False),
         "parse_options": pacsv.ParseOptions(
             delimiter="\t" if fmt == "tsv" else ",",
             newlines_in_values=True,
-            invalid_row_handler=invalid,
+            invalid_row_handler=lambda _row: "skip",
         ),
-        "convert_options": convert,
     }
 
 
-def _records(fmt: str, file: IO[bytes], columns: tuple[str, ...]) -> Iterator[tuple[int, Record]]:
-    """(row number from 1, the used columns' cells or a problem) for each row."""
-    if fmt == "jsonl":
-        yield from _json_lines(file, columns)
-        return
-    if fmt == "parquet":
-        parquet = pq.ParquetFile(file)
-        present = [c for c in columns if c in parquet.schema_arrow.names]
-        batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
-    else:
-        bad: list[str] = []
+@dataclass
+class _Reading:
+    """One table being read: its rows made documents, each id remembered with where it was
+    first, so that a later row with the same id is a row that says so."""
 
-        def invalid(row: Any) -> str:
-            bad.append(f"{row.actual_columns} fields where the header has {row.expected_columns}")
-            return "skip"
+    candidate: Candidate
+    label: str  # table_label
+    unit: str  # "line" (CSV, TSV, JSONL) or "row" (Parquet)
+    options: InputOptions
+    issued: set[str]  # rows(): the run's doc_ids so far
+    first: dict[str, int] = dataclasses.field(default_factory=dict)  # id: where first seen
 
-        batches = pacsv.open_csv(file, **_csv_options(fmt, columns, invalid))
-    number = 0
-    for batch in batches:
-        if fmt != "parquet":
-            for why in bad:  # numbered after the row before them: the reader skipped them
-                yield number + 1, Unreadable(f"a line after row {number:,} has {why}; fix it")
-            bad.clear()
-        for record in batch.to_pylist():
-            number += 1
-            yield number, record
+    @property
+    def table(self) -> TableOptions:
+        assert self.options.table is not None
+        return self.options.table
 
-
-def _json_lines(file: IO[bytes], columns: tuple[str, ...]) -> Iterator[tuple[int, Record]]:
-    for number, line in enumerate(file, 1):
-        if not line.strip():
-            continue
+    def row(self, number: int, record: Record) -> Document | InputProblem:
+        where = f"{self.label}#{self.unit}-{number}"
+        if isinstance(record, InputProblem):
+            if not record.message.startswith(f"line {number}"):
+                record.message = f"{self.unit} {number:,}: {record.message}"
+            record.message = f"{self.label}: {record.message}"
+            record.args = (record.message,)
+            return _tagged(record, where)
         try:
-            value = json.loads(line)
-        except ValueError as exc:
-            yield number, Unreadable(f"line {number} is not JSON ({exc}); fix the line")
-            continue
-        if not isinstance(value, dict):
-            yield number, Unreadable(f"line {number} is not a JSON object; fix the line")
-            continue
-        yield number, {column: value.get(column) for column in columns}
+            values = {c: cell(record.get(c), c, where) for c in self.table.columns}
+        except Unreadable as bad_cell:
+            return _tagged(bad_cell, where)
+        encoded = json.dumps(
+            [[column, values[column]] for column in self.table.columns],
+            ensure_ascii=False,
+            default=str,
+        )
+        content_hash = hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
+        row_id = content_hash[:16]
+        if self.table.id_column is not None:
+            row_id = text_of(values[self.table.id_column])
+            if not row_id.strip():
+                return _tagged(
+                    Unreadable(
+                        f"{where}: its {self.table.id_column!r} cell (inputs.id_column) is "
+                        "empty; give every row an id, or leave inputs.id_column unset to key "
+                        "rows by their content"
+                    ),
+                    where,
+                )
+        repeated = self._repeated(row_id, number, where)
+        if repeated is not None:
+            return repeated
+        return self._document(row_id, values, content_hash)
 
-
-def _row(
-    candidate: Candidate, number: int, record: Record, options: InputOptions
-) -> Document | InputProblem:
-    table = options.table
-    assert table is not None
-    where = f"{candidate.source}#row-{number}"
-    if isinstance(record, InputProblem):
-        record.message = f"{where}: {record.message}"
-        record.args = (record.message,)
-        return _tagged(record, where)
-    try:
-        values = {column: _cell(record.get(column), column, where) for column in table.columns}
-    except Unreadable as bad_cell:
-        return _tagged(bad_cell, where)
-    encoded = json.dumps(
-        [[column, values[column]] for column in table.columns], ensure_ascii=False, default=str
-    )
-    content_hash = hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
-    row_id = content_hash[:16]
-    if table.id_column is not None:
-        given = values[table.id_column]
-        if given is None or not str(given).strip():
-            no_id = Unreadable(
-                f"{where}: its {table.id_column!r} cell (inputs.id_column) is empty; give every "
-                "row an id, or leave inputs.id_column unset to key rows by their content"
+    def _repeated(self, row_id: str, number: int, where: str) -> InputProblem | None:
+        first = self.first.setdefault(row_id, number)
+        if first == number:
+            return None
+        at = f"first at {self.unit} {first:,}"
+        if self.table.id_column is None:
+            return _tagged(
+                Skipped(
+                    f"{where}: the same content as {self.unit} {first:,} (the columns the "
+                    "job uses), which is sent; a row is sent once"
+                ),
+                where,
             )
-            return _tagged(no_id, where)
-        row_id = _text(given)
-    source = f"{candidate.source}#{row_id}"
-    kept = {out: _kept(values[column]) for column, out in table.keep}
-    problem = _unsendable(candidate, source, values, options)
-    if problem is not None:
-        problem.kept = kept
-        return problem
-    return Document(
-        doc_id=document_id(source, content_hash),
-        source=source,
-        path=candidate.path,
-        kind="text",
-        content_hash=content_hash,
-        size_bytes=len(_text(values[table.text_column]).encode("utf-8", "surrogatepass")),
-        sections=(Section(_text(values[table.text_column])),),
-        fields={column: _text(values[column]) for column in table.template_columns},
-        kept=kept,
-    )
+        return _tagged(
+            Unreadable(
+                f"{where}: duplicate id {row_id!r}, {at}; ids (inputs.id_column) must be "
+                "unique in a table, so this row is not sent: fix the export, or leave "
+                "inputs.id_column unset to key rows by their content"
+            ),
+            where,
+        )
+
+    def _document(
+        self, row_id: str, values: dict[str, Any], content_hash: str
+    ) -> Document | InputProblem:
+        table = self.table
+        source = f"{self.label}#{row_id}"
+        kept = {out: _kept(values[column]) for column, out in table.keep}
+        text = text_of(values[table.text_column])
+        problem = _unsendable(self.candidate, source, text, self.options)
+        if problem is not None:
+            problem.kept = kept
+            return problem
+        # Keyed by the id and the content, not by the table's name or place: a nightly
+        # export under a new name sends only its changed rows.
+        doc_id = document_id(f"#{row_id}", content_hash)
+        if doc_id in self.issued:  # the same row in another table of this run
+            doc_id = document_id(f"{self.candidate.source}#{row_id}", content_hash)
+        self.issued.add(doc_id)
+        return Document(
+            doc_id=doc_id,
+            source=source,
+            path=self.candidate.path,
+            kind="text",
+            content_hash=content_hash,
+            size_bytes=len(text.encode("utf-8", "surrogatepass")),
+            sections=(Section(text),),
+            fields={column: text_of(values[column]) for column in table.template_columns},
+            kept=kept,
+        )
 
 
 def _unsendable(
-    candidate: Candidate, source: str, values: dict[str, Any], options: InputOptions
+    candidate: Candidate, source: str, text: str, options: InputOptions
 ) -> InputProblem | None:
     """Why this row's text cannot be sent (a skipped row), or None."""
     assert options.table is not None
     column = options.table.text_column
-    text = values[column]
     problem: InputProblem | None = None
-    if text is None or not _text(text).strip():
+    if not text.strip():
         problem = EmptyFile(f"{source}: its {column!r} cell is empty: there is nothing to send")
     else:
-        size = len(_text(text).encode("utf-8", "surrogatepass"))
+        size = len(text.encode("utf-8", "surrogatepass"))
         limit = options.max_file_bytes
         if size > limit:
             problem = TooLarge(
@@ -351,32 +372,5 @@ def _unsendable(
     return None if problem is None else _tagged(problem, source)
 
 
-def _cell(value: Any, column: str, where: str) -> Any:
-    """A cell as JSON can hold it: bytes decoded (or Unreadable), dates as ISO text."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise Unreadable(
-                f"{where}: its {column!r} cell is not UTF-8 text (byte {exc.start:,}); export "
-                "the table as UTF-8"
-            ) from None
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal | dt.timedelta):
-        return str(value)
-    return value
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
-
-
 def _kept(value: Any) -> Any:
-    return _text(value) if isinstance(value, list | dict) else value
+    return text_of(value) if isinstance(value, list | dict) else value

@@ -97,10 +97,10 @@ def test_bad_rows_are_rows_and_the_table_goes_on(tmp_path: Path) -> None:
     assert isinstance(by_source["t.csv#r1"], Document)
     assert isinstance(by_source["t.csv#r2"], EmptyFile)
     assert by_source["t.csv#r2"].kept == {"tier": "pro"}
-    assert isinstance(by_source["t.csv#row-3"], Unreadable)
-    assert "'body' cell is not UTF-8" in str(by_source["t.csv#row-3"])
-    assert isinstance(by_source["t.csv#row-4"], Unreadable)
-    assert "inputs.id_column" in str(by_source["t.csv#row-4"])
+    assert isinstance(by_source["t.csv#line-4"], Unreadable)
+    assert "'body' cell is not UTF-8" in str(by_source["t.csv#line-4"])
+    assert isinstance(by_source["t.csv#line-5"], Unreadable)
+    assert "inputs.id_column" in str(by_source["t.csv#line-5"])
     assert isinstance(by_source["t.csv#r5"], TooLarge)
     bad_line = [i for i in items if isinstance(i, Unreadable) and "fields" in str(i)]
     assert len(bad_line) == 1
@@ -119,8 +119,8 @@ def test_bad_json_lines_are_error_rows(tmp_path: Path) -> None:
     items = read(path)
     assert [getattr(i, "source", None) for i in items] == [
         "t.jsonl#a1",
-        "t.jsonl#row-2",
-        "t.jsonl#row-3",
+        "t.jsonl#line-2",
+        "t.jsonl#line-3",
         "t.jsonl#a2",
     ]
     assert isinstance(items[1], Unreadable)

@@ -24,9 +24,8 @@ def sources(items: list[Document | InputProblem]) -> list[str | None]:
 
 def test_cells_that_are_not_text_become_text(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
-    pl.DataFrame({"id": [7, 8], "title": [True, False], "body": [123, 4], "tier": [1, 2]}).write_parquet(
-        path
-    )
+    frame = {"id": [7, 8], "title": [True, False], "body": [123, 4], "tier": [1, 2]}
+    pl.DataFrame(frame).write_parquet(path)
     docs = read(path, NUMBERS)
     assert all(isinstance(d, Document) for d in docs)
     assert [d.source for d in docs if isinstance(d, Document)] == ["t.parquet#7", "t.parquet#8"]
@@ -121,8 +120,8 @@ def test_without_id_column_a_repeated_row_is_skipped_naming_the_first(tmp_path: 
 
 def test_parquet_rows_are_numbered_as_rows(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
-    frame = pl.DataFrame({"id": ["a", "a"], "title": ["t", "t"], "body": ["x", "y"], "tier": ["p", "p"]})
-    frame.write_parquet(path)
+    frame = {"id": ["a", "a"], "title": ["t", "t"], "body": ["x", "y"], "tier": ["p", "p"]}
+    pl.DataFrame(frame).write_parquet(path)
     items = read(path, TABLE)
     assert sources(items) == ["t.parquet#a", "t.parquet#row-2"]
     assert "first at row 1" in str(items[1])
