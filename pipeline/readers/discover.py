@@ -9,7 +9,9 @@ is yielded as an ``InputProblem`` with a ``source`` attribute, for the runner to
 Symbolic links: without ``inputs.follow_symlinks``, a link to a file inside the input root is
 read; a link to a folder inside it is not walked (its files are reached where they really
 are); a link out of the root is skipped with a row. With it, links are followed everywhere and
-a link back to a folder being walked is reported as a loop.
+a link back to a folder being walked is reported as a loop. A file is read once: another
+name for a file listed already (a link to it, a hard link) is a ``skipped`` row naming it; the
+same name reached again (inputs that overlap, a folder through a link) is left out.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pipeline.readers.sensitive import secret_by_name
 SKIPPED_DIRS = frozenset((".git", ".hg", ".svn"))
 
 Found = Candidate | InputProblem
+# (device, inode) of every file listed, across all inputs: its path and source
+Seen = dict[tuple[int, int], tuple[Path, str]]
 
 
 def printable(name: str) -> str:
@@ -61,7 +65,7 @@ class _Walk:
 
     options: InputOptions
     filters: Filters
-    seen: set[tuple[int, int]]  # (device, inode) of every file listed, across all inputs
+    seen: Seen
     root_real: str
     glob: Glob | None = None
     matched: int = 0  # files the path matched, duplicates included
@@ -90,13 +94,14 @@ class _Input:
 def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
     """Walk the inputs in a stable sorted order (in each folder its files by name, then its
     folders). Yields candidates to read and problems (not raised) for files left out that the
-    user must see. Never yields one file to read twice (a link and its target: once).
+    user must see. Never yields one file to read twice (a link and its target: once; the
+    second name is a ``skipped`` row that names the first).
 
     Raises ``ConfigError`` for a bad include/exclude pattern or an input path that does not
     exist, before yielding anything; and for a glob that matched no file, once walked."""
     filters = Filters(options.include, options.exclude)
     inputs = [_check(given) for given in options.paths]
-    seen: set[tuple[int, int]] = set()
+    seen: Seen = {}
     for item in inputs:
         if item.info is not None and not stat.S_ISDIR(item.info.st_mode):
             real = os.path.basename(os.path.realpath(item.given))
@@ -150,7 +155,7 @@ def _file(
     source: str,
     info: os.stat_result,
     options: InputOptions,
-    seen: set[tuple[int, int]],
+    seen: Seen,
     real_name: str | None = None,
 ) -> Found | None:
     """A file that passed the filters: a candidate, a problem, or None if already listed.
@@ -177,9 +182,28 @@ def _file(
         return tagged(problem, source)
     key = (info.st_dev, info.st_ino)
     if key in seen:
-        return None
-    seen.add(key)
+        return _again(path, source, *seen[key])
+    seen[key] = (path, source)
     return Candidate(path, source, key)
+
+
+def _again(path: Path, source: str, first_path: Path, first_source: str) -> Found | None:
+    """A file listed already: nothing if it is the same name again (inputs that overlap), a
+    row if it is another name for it (a link, a hard link), which is not read twice."""
+    if _named(path) == _named(first_path):
+        return None
+    return tagged(
+        Skipped(
+            f"{source} is the same file as {first_source} (a link or another name for it), "
+            "which is read; not read twice"
+        ),
+        source,
+    )
+
+
+def _named(path: Path) -> str:
+    """Where a name is: its folder with links resolved, and the name itself (not resolved)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
 
 
 def _walk(walk: _Walk, root: str) -> Iterator[Found]:

@@ -186,6 +186,7 @@ def test_a_hard_link_is_the_same_file(tmp_path: Path) -> None:
     path = write(tmp_path, "a.txt")
     os.link(path, tmp_path / "b.txt")
     assert sources(options(tmp_path)) == ["a.txt"]
+    assert problem_map(options(tmp_path)) == {"b.txt": Skipped}
 
 
 @pytest.mark.parametrize(
@@ -346,7 +347,10 @@ def test_links_out_of_the_root_are_followed_when_asked(tmp_path: Path) -> None:
 def test_a_link_to_a_file_inside_the_root_is_read_once(tmp_path: Path) -> None:
     write(tmp_path, "docs/real.txt")
     (tmp_path / "alias.txt").symlink_to(tmp_path / "docs" / "real.txt")
-    assert found(options(tmp_path)) == ([Candidate(tmp_path / "alias.txt", "alias.txt")], [])
+    candidates, problems = found(options(tmp_path))
+    assert candidates == [Candidate(tmp_path / "alias.txt", "alias.txt")]
+    # the file's other name is a row, not silence (every input appears once)
+    assert [(p.source, type(p)) for p in problems] == [("docs/real.txt", Skipped)]  # type: ignore[attr-defined]
 
 
 @needs_symlinks
