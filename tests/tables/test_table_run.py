@@ -3,6 +3,7 @@ columns filled, a re-run that sends only the changed rows; ``validate`` and ``pl
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pipeline.runner import run_job
 from pipeline.simulator import SimulatorServer
 from pipeline.spec import load_job
 from tests.conftest import StartSimulator
+from tests.test_run import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ROOT / "jobs" / "triage_tickets.toml"
@@ -193,3 +195,29 @@ def test_two_tables_with_the_same_ids_give_a_row_each(
     assert sorted(rows["source"]) == [f"{t}.csv#T-{n}" for t in "ab" for n in range(3)]
     assert rows["doc_id"].n_unique() == 6
     assert rows["status"].unique().to_list() == ["ok"]
+
+
+def test_numbers_as_text_and_bad_csv_lines_end_as_rows_and_exit_1(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    lines = [
+        {"ticket_id": 1, "customer_tier": True, "title": 2.5, "body": 123, "opened_at": 7},
+        {"ticket_id": "T-2", "customer_tier": "pro", "title": "t", "body": ["a", 1]},
+    ]
+    (folder / "a.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    (folder / "b.csv").write_text(
+        "ticket_id,customer_tier,title,body,opened_at\nW1,a,b\nW2,a,b\n", encoding="utf-8"
+    )
+    out = tmp_path / "out.parquet"
+    done = run_cli("run", str(JOB), str(folder), "--simulate", "--output", str(out))
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1, done.stderr  # the CSV's two bad lines
+    rows = pl.read_parquet(out).sort("source")
+    assert rows.select("source", "status").rows() == [
+        ("a.jsonl#1", "ok"),
+        ("a.jsonl#T-2", "ok"),
+        ("b.csv#line-2", "error"),
+        ("b.csv#line-3", "error"),
+    ]
