@@ -48,7 +48,7 @@ from pipeline.planner import Unit, first_round, request_for
 from pipeline.pool import Engine, RunTotals
 from pipeline.progress import Display
 from pipeline.prompts import head_of, worth_caching
-from pipeline.readers import Candidate, InputOptions, read_document, remote, tables
+from pipeline.readers import Candidate, InputOptions, read_document, remote
 from pipeline.readers.formats import lookup
 from pipeline.readers.options import TableOptions
 from pipeline.readers.pdfpool import PdfTextPool
@@ -135,9 +135,11 @@ class JobRunner:
             spec.structured.schema_ if spec.structured else None
         )
         options = input_options(job)
-        self.kept_columns: dict[str, Any] = (
-            tables.check(find(options), options.table) if options.table else {}
-        )
+        self.kept_columns: dict[str, Any] = {}
+        if options.table is not None:
+            from pipeline.readers import tables  # polars and pyarrow: only for a table job
+
+            self.kept_columns = tables.check(find(options), options.table)
         self._open: dict[str, DocumentRun] = {}
         self._row_ids: set[str] = set()  # doc_ids of the table rows read (tables.rows)
         self._followups: MemoryObjectSendStream[Call]
@@ -758,6 +760,8 @@ def check_inputs(job: Job) -> None:
     credentials."""
     options = input_options(job)
     if options.table is not None:
+        from pipeline.readers import tables  # polars and pyarrow: only for a table job
+
         tables.check(find(options), options.table)
     else:
         next(iter(find(options)), None)

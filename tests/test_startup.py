@@ -28,11 +28,15 @@ def test_help_imports_none_of_the_heavy_libraries() -> None:
     assert loaded_after(code) == set()
 
 
-def test_a_run_starts_without_the_simulator() -> None:
-    # polars and pyarrow come with the runner's table inputs (pipeline.readers.tables),
-    # pypdf with the readers (pipeline.readers.read)
-    code = "import pipeline.cli, pipeline.runner, pipeline.progress, pipeline.readers.read"
-    assert not loaded_after(code) & {"uvicorn", "starlette"}
+def test_a_run_starts_without_the_simulator_or_the_pdf_and_table_readers() -> None:
+    # polars and pyarrow still come with the runner's row schema (pipeline.sink); pypdf only
+    # with a PDF, the table reader only with a table job
+    code = (
+        "import pipeline.cli, pipeline.runner, pipeline.progress, pipeline.readers.read\n"
+        "import pipeline.readers.sources, sys\n"
+        "assert 'pipeline.readers.tables' not in sys.modules, 'the table reader was imported'"
+    )
+    assert not loaded_after(code) & {"uvicorn", "starlette", "pypdf"}
 
 
 def test_the_simulator_names_still_import_on_demand() -> None:

@@ -25,7 +25,7 @@ from pipeline.errors import (
     Unreadable,
 )
 from pipeline.models import Attachment, Document, Section
-from pipeline.readers import images, pdf
+from pipeline.readers import images
 from pipeline.readers.formats import Format, Kind, is_binary_suffix, lookup, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.sensitive import secret_by_content, secret_by_name
@@ -204,6 +204,8 @@ def _read_pdf(
     pages go as a document because they have no text layer (``inputs.scans = "attach"``:
     decided here, after the text extraction reported none). ``pdf_text`` extracts the text
     (a run's ``PdfTextPool``); by default ``pdf.read_text``, in this thread."""
+    from pipeline.readers import pdf  # pypdf: only when a PDF is read
+
     if options.mode == "attach":
         if options.skip_secrets:
             _scan_attached(data, label, name, pdf_text=True)
@@ -237,7 +239,7 @@ def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> Non
         raise secret_file(label, reason)
     if not pdf_text:
         return
-    from pipeline.readers import pdf
+    from pipeline.readers import pdf  # pypdf: only when a PDF is read
 
     try:
         sections, _ = pdf.read_text(data, label)
@@ -250,6 +252,8 @@ def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> Non
 def _scanned_pdf(data: bytes, label: str) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
     """A PDF with no text layer (a scan), as document parts for the model to read
     (``inputs.scans = "attach"``): decided here, after the text extraction found nothing."""
+    from pipeline.readers import pdf  # pypdf: only when a PDF is read
+
     attachments, notes = pdf.attachments(data, label)
     pages = _pages(attachments)
     return attachments, (f"no text layer: its {pages:,} page(s) sent as a document", *notes)
@@ -261,6 +265,8 @@ def _scanned_pages(
     """The pages of a PDF with text that have none (scanned pages, or pages whose text could
     not be read), as document parts beside the text, with notes and their number; none when
     every page has text."""
+    from pipeline.readers import pdf  # pypdf: only when a PDF is read
+
     texted = {section.page for section in sections if section.page is not None}
     if not texted:
         return (), (), 0

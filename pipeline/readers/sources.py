@@ -8,7 +8,7 @@ from collections.abc import Generator, Iterator
 
 from pipeline.errors import InputProblem
 from pipeline.models import Document
-from pipeline.readers import remote, tables
+from pipeline.readers import remote
 from pipeline.readers.discover import discover
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.read import read_document
@@ -29,6 +29,8 @@ def read_items(
     Blocking: a run calls it in worker threads. ``issued``: the run's table rows' ``doc_id``s
     so far (``tables.rows``)."""
     if options.table is not None:
+        from pipeline.readers import tables  # polars and pyarrow: only for a table job
+
         yield from tables.rows(candidate, options, issued)
         return
     try:
