@@ -62,6 +62,11 @@ def test_the_page_is_written_where_asked_and_fetches_nothing(
     # Self-contained: no script, no link, no source to fetch.
     assert not re.search(r"<script|<link|\bsrc=|\bhref=|@import|url\(", page)
     assert "default-src 'none'" in page
+    # The sample job's gateway id is priced at the list price of the model it names: said.
+    assert (
+        '<p id="price-basis">Estimated at the list price of Claude Sonnet 3.7: a gateway may '
+        "charge its own, set [pricing].</p>" in page
+    )
 
 
 def test_a_state_from_before_runs_were_kept_gains_the_table(tmp_path: Path) -> None:
