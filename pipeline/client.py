@@ -136,6 +136,14 @@ def redact_error(error: PipelineError, key: ApiKey) -> PipelineError:
     return error
 
 
+def _json_of(response: httpx.Response, path: str) -> Any:
+    """A 200 reply's body as JSON; a body that is not JSON is a broken reply."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BrokenReply(f"{path} replied with a body that is not JSON", status=200) from exc
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -595,10 +603,7 @@ class MessagesClient:
             raise self._translate(exc) from exc
         if response.status_code != 200:
             raise self._fail(response)
-        try:
-            found = response.json()
-        except ValueError as exc:
-            raise BrokenReply(f"{path} replied with a body that is not JSON", status=200) from exc
+        found = _json_of(response, path)
         if not isinstance(found, Mapping):
             raise BrokenReply(f"{path} replied with JSON that is not an object", status=200)
         return found
@@ -657,10 +662,7 @@ class MessagesClient:
             return None
         if response.status_code != 200:
             raise self._fail(response)
-        try:
-            found = response.json()
-        except ValueError as exc:
-            raise BrokenReply(f"{path} replied with a body that is not JSON", status=200) from exc
+        found = _json_of(response, path)
         return found if isinstance(found, Mapping) else None
 
     async def check(self) -> None:
