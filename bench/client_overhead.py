@@ -9,9 +9,9 @@ Run:  python -m bench.client_overhead            (3 rounds x 12 rows of 2,000 re
 A zero-latency simulator with no limits (``pipeline simulate`` in a separate process, so
 that its CPU is not the client's) answers the same request bodies for every row:
 
-- ``ours-client``: ``pipeline.client.MessagesClient.create`` under an
+- ``ours-client``: ``pipeline.engine.client.MessagesClient.create`` under an
   ``asyncio.Semaphore(concurrency)`` and ``asyncio.gather``: the HTTP layer alone.
-- ``ours-engine``: ``pipeline.pool.Engine`` with ``Limits(max_concurrency=concurrency)``
+- ``ours-engine``: ``pipeline.engine.pool.Engine`` with ``Limits(max_concurrency=concurrency)``
   (no rate limits, so the ``Pacer`` has no buckets but still reserves, reads the rate-limit
   headers and settles each call), the default ``RetryPolicy``, results streamed to a sink:
   what a user's run does per request.
@@ -60,11 +60,11 @@ import httpx
 
 from bench import table
 from bench.rate_use import SIMULATE, SimulatorProcess, build_workload
-from pipeline.client import ApiKey, Endpoint, MessagesClient
-from pipeline.limits import Limits
-from pipeline.models import Call, CallResult
-from pipeline.pool import Engine
-from pipeline.retry import RetryPolicy
+from pipeline.core.limits import Limits
+from pipeline.core.models import Call, CallResult
+from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.pool import Engine
+from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY
 
 # The SDK warns (DeprecationWarning) on each call to some older model names, not this one:

@@ -32,7 +32,7 @@ bytes in memory, text of every page.
 The API side: the Pro tier allows 200 requests and 400,000 tokens (input + output) a
 minute. Spent on input alone, that is 400,000 / 60 / (tokens per page) pages a second at
 most, whatever the chunking (a request holds many pages, so requests/min do not bind first).
-Tokens per page are ``pipeline.tokens.estimate_text`` of each page's extracted text (what
+Tokens per page are ``pipeline.shaping.tokens.estimate_text`` of each page's extracted text (what
 the pacer reserves) and the simulator's ``count_text`` (what it charges, fewer).
 """
 
@@ -64,14 +64,14 @@ import pypdf
 
 from bench import table
 from bench.rate_use import document_text
-from pipeline.limits import TIERS
-from pipeline.models import Document
+from pipeline.core.limits import TIERS
+from pipeline.core.models import Document
 from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.readers import pdf as pdf_reader
 from pipeline.readers.pdfpool import PdfTextPool
-from pipeline.runner import READ_THREADS
+from pipeline.run.runner import READ_THREADS
+from pipeline.shaping.tokens import estimate_text
 from pipeline.simulator import count_text
-from pipeline.tokens import estimate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = ROOT / "sample_data"

@@ -4,7 +4,7 @@ Run:  python -m bench.page_size                 (100,000 documents, an 8-hour ni
       python -m bench.page_size --documents 1000
 
 Writes a synthetic run's files (results and calls Parquet, the JSON report, a state with 30
-earlier nights) in a temporary folder, then times ``pipeline.page.write_for`` on them, as
+earlier nights) in a temporary folder, then times ``pipeline.output.page.write_for`` on them, as
 ``pipeline report OUTPUT.parquet --html`` does. The night: 92% ok, 5% errors of six kinds,
 3% skipped; one call per document plus retries (3% answered 429, 2% failed otherwise), sent
 evenly over ``--hours``; a structured column with four severities.
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.table import row, separator
-from pipeline import page, report
-from pipeline.limits import TIERS
-from pipeline.report import RunInfo, Tally
-from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, write_parquet
-from pipeline.store import ResultStore
+from pipeline.core.limits import TIERS
+from pipeline.output import page, report
+from pipeline.output.report import RunInfo, Tally
+from pipeline.output.sink import CALL_SCHEMA, DOC_SCHEMA, write_parquet
+from pipeline.state.store import ResultStore
 
 ERRORS = (
     (

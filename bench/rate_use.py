@@ -7,7 +7,7 @@ Run:  python -m bench.rate_use            (scenarios 1-4 x 2 clients, about 8 mi
 Each scenario runs once per client against a fresh simulator in a separate process
 (``pipeline simulate`` on a free port, with the same limits the client is given):
 
-- OURS: ``pipeline.pool.Engine`` with the tier's ``Limits``, the default ``RetryPolicy``, not
+- OURS: ``pipeline.engine.pool.Engine`` with the tier's ``Limits``, the default ``RetryPolicy``, not
   streamed. Each call carries a conservative estimate of its input tokens,
   ``ceil(len(text) / 3) + 16`` (about 16% over the simulator's count), never the exact count.
 - BASELINE: the script most users write: ``anthropic.AsyncAnthropic`` with its default two
@@ -56,11 +56,11 @@ import anthropic
 import httpx
 
 from bench import table
-from pipeline.client import ApiKey, Endpoint, MessagesClient
-from pipeline.limits import Limits, Pacer, Reservation
-from pipeline.models import Call, CallResult
-from pipeline.pool import Engine
-from pipeline.retry import RetryPolicy
+from pipeline.core.limits import Limits, Pacer, Reservation
+from pipeline.core.models import Call, CallResult
+from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.pool import Engine
+from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY, count_request, request_digest
 from pipeline.simulator.replies import make_reply
 from pipeline.simulator.validation import validate_messages

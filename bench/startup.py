@@ -28,7 +28,7 @@ COMMANDS = {
     "pipeline validate jobs/summarize.toml": ["-m", "pipeline", "validate", "jobs/summarize.toml"],
     "a run's imports": [
         "-c",
-        "import pipeline.cli, pipeline.runner, pipeline.progress, pipeline.readers.read",
+        "import pipeline.cli, pipeline.run.runner, pipeline.output.progress, pipeline.readers.read",
     ],
 }
 HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf")

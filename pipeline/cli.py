@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import __version__, logs, report
-from pipeline.errors import (
+from pipeline import __version__
+from pipeline.core import logs
+from pipeline.core.errors import (
     ConfigError,
     HostUnreachable,
     PipelineError,
@@ -37,14 +38,15 @@ from pipeline.errors import (
     RunFatal,
     Transient,
 )
-from pipeline.limits import TIERS, Limits
+from pipeline.core.limits import TIERS, Limits
+from pipeline.output import report
 from pipeline.simulator.config import DEFAULT_API_KEY, MODEL_SETS, SimulatorConfig
 
 if TYPE_CHECKING:
-    from pipeline.client import Endpoint
-    from pipeline.progress import Display
-    from pipeline.runner import RunOutcome
-    from pipeline.spec import Job
+    from pipeline.config.spec import Job
+    from pipeline.engine.client import Endpoint
+    from pipeline.output.progress import Display
+    from pipeline.run.runner import RunOutcome
 
 # What a command needs is imported in the function that runs it: ``pipeline --help`` and the
 # start of a run do not pay for the simulator (uvicorn, starlette), polars or pypdf.
@@ -385,7 +387,7 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _load(args: argparse.Namespace) -> Job:
-    from pipeline.spec import load_job
+    from pipeline.config.spec import load_job
 
     return load_job(
         args.job,
@@ -400,7 +402,7 @@ def _load(args: argparse.Namespace) -> Job:
 def _job_endpoint(job: Job) -> Endpoint | None:
     """The endpoint a run of ``job`` would use, or None when no key is set (then the model
     cannot be checked, and is not: ``validate`` and ``plan`` work without a key)."""
-    from pipeline.client import KEY_VARIABLES, resolve_endpoint
+    from pipeline.engine.client import KEY_VARIABLES, resolve_endpoint
 
     spec = job.spec.endpoint
     names = (spec.api_key_env, *KEY_VARIABLES) if spec.api_key_env else KEY_VARIABLES
@@ -415,7 +417,7 @@ def _job_endpoint(job: Job) -> Endpoint | None:
 
 def _check_model(job: Job) -> str:
     """Check the job's model (and batches) against the endpoint; say what was checked."""
-    from pipeline import preflight
+    from pipeline.engine import preflight
 
     endpoint = _job_endpoint(job)
     if endpoint is None:
@@ -431,8 +433,8 @@ def _check_model(job: Job) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from pipeline.runner import check_inputs
-    from pipeline.tokens import estimate_text
+    from pipeline.run.runner import check_inputs
+    from pipeline.shaping.tokens import estimate_text
 
     job = _load(args)
     check_inputs(job)
@@ -447,8 +449,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from pipeline import preflight
-    from pipeline.client import ApiKey, Endpoint, resolve_endpoint
+    from pipeline.engine import preflight
+    from pipeline.engine.client import ApiKey, Endpoint, resolve_endpoint
     from pipeline.simulator import SimulatorServer
 
     if args.simulate:
@@ -468,7 +470,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from pipeline.client import ApiKey, Endpoint, resolve_endpoint
+    from pipeline.engine.client import ApiKey, Endpoint, resolve_endpoint
     from pipeline.simulator import SimulatorServer
     from pipeline.simulator.config import Latency
 
@@ -511,7 +513,7 @@ def _start_logging(args: argparse.Namespace) -> Display | None:
     """Logging to match the options; returns the progress display to use, if any."""
     from rich.console import Console
 
-    from pipeline.progress import Bar, PlainLines
+    from pipeline.output.progress import Bar, PlainLines
 
     console = Console(stderr=True)
     live = console.is_terminal and not args.quiet and not args.log_json
@@ -532,7 +534,7 @@ def _run(
 ) -> RunOutcome:
     import anyio
 
-    from pipeline.runner import RunControl, run_job
+    from pipeline.run.runner import RunControl, run_job
 
     def started() -> None:
         log.info(
@@ -555,9 +557,9 @@ def _run(
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from pipeline import plan
-    from pipeline.client import MessagesClient, resolve_endpoint
-    from pipeline.runner import check_inputs
+    from pipeline.engine.client import MessagesClient, resolve_endpoint
+    from pipeline.run import plan
+    from pipeline.run.runner import check_inputs
 
     job = _load(args)
     check_inputs(job)
@@ -585,7 +587,7 @@ def run_plan(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     past = report.load(args.output)
     if args.html is not None:
-        from pipeline import page  # Jinja2 and the charts: loaded only for a page
+        from pipeline.output import page  # Jinja2 and the charts: loaded only for a page
 
         written = page.write_for(past, args.output, Path(args.html) if args.html else None)
         logs.echo(f"wrote {written}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import leftover_partials, partial_affixes, replacing
+from pipeline.core.atomic import leftover_partials, partial_affixes, replacing
 
 
 def test_the_new_content_replaces_the_old_only_when_complete(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ import anyio
 import polars as pl
 import pytest
 
-from pipeline.client import ApiKey, Endpoint
-from pipeline.runner import RunControl, RunOutcome, run_job
+from pipeline.config.spec import Job, load_job
+from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Batches, SimulatorConfig, SimulatorServer
-from pipeline.spec import Job, load_job
 from tests.conftest import FakeClock, StartSimulator
 
 ROOT = Path(__file__).resolve().parent.parent

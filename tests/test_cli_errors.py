@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import EXIT_BUSY, EXIT_FATAL, EXIT_OK, EXIT_USAGE, main
-from pipeline.limits import Limits
-from pipeline.report import RunInfo, Tally, build, page_path, write
+from pipeline.config.spec import load_job
+from pipeline.core.limits import Limits
+from pipeline.output.report import RunInfo, Tally, build, page_path, write
 from pipeline.simulator import SimulatorServer
-from pipeline.spec import load_job
-from pipeline.store import ResultStore
+from pipeline.state.store import ResultStore
 from tests.conftest import StartSimulator
 from tests.hardening.support import small_job
 

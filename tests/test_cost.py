@@ -10,13 +10,13 @@ import anyio
 import polars as pl
 import pytest
 
-from pipeline.client import ApiKey, Endpoint
-from pipeline.models import Usage
-from pipeline.planner import Unit, request_for
-from pipeline.runner import RunControl, RunOutcome, run_job
+from pipeline.config.spec import Job, parse_spec
+from pipeline.core.models import Usage
+from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.run.runner import RunControl, RunOutcome, run_job
+from pipeline.shaping.planner import Unit, request_for
+from pipeline.shaping.tokens import estimate_request
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
-from pipeline.spec import Job, parse_spec
-from pipeline.tokens import estimate_request
 from tests.conftest import TEST_MODELS, StartSimulator
 
 # About 2,000 tokens by the simulator's count: over Sonnet's 1,024-token cache minimum.
@@ -193,7 +193,7 @@ def test_a_token_budget_counts_every_token(start_simulator: StartSimulator, tmp_
 
 
 def _document(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from pipeline.models import Document, Section
+    from pipeline.core.models import Document, Section
 
     return Document(
         doc_id="d",

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from pipeline.simulator import Latency, SimulatorConfig
-from pipeline.store import finished_keys
+from pipeline.state.store import finished_keys
 from tests.conftest import StartSimulator, wait_for_stats
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,16 +14,16 @@ import polars as pl
 import pytest
 from pypdf import PdfWriter
 
-from pipeline import catalogue
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
-from pipeline.client import ApiKey, Endpoint, MessagesClient
-from pipeline.errors import ConfigError, ModelNotFound, NotOffered
-from pipeline.plan import make_plan
-from pipeline.preflight import check_endpoint
-from pipeline.runner import run_job
+from pipeline.config.spec import load_job, parse_spec
+from pipeline.core import catalogue
+from pipeline.core.errors import ConfigError, ModelNotFound, NotOffered
+from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.preflight import check_endpoint
+from pipeline.run.plan import make_plan
+from pipeline.run.runner import run_job
 from pipeline.simulator import SimulatorConfig, SimulatorServer
 from pipeline.simulator.config import served_models
-from pipeline.spec import load_job, parse_spec
 from tests.conftest import StartSimulator
 from tests.readers.support import pdf_bytes
 

@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_INCOMPLETE, EXIT_OK, main
+from pipeline.config.spec import load_job
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
-from pipeline.spec import load_job
-from pipeline.store import ResultStore
+from pipeline.state.store import ResultStore
 from tests.conftest import StartSimulator
 
 ROOT = Path(__file__).resolve().parent.parent

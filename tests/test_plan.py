@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_OK, main
-from pipeline.limits import Limits
-from pipeline.plan import Plan
+from pipeline.core.limits import Limits
+from pipeline.run.plan import Plan
 from pipeline.simulator import SimulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,14 +8,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pipeline import rates, report
-from pipeline.catalogue import list_price
 from pipeline.cli import EXIT_OK, EXIT_USAGE, main
-from pipeline.limits import TIERS, Limits
-from pipeline.models import Attempt, Call, CallResult, Reply, Usage
-from pipeline.pricing import Price
-from pipeline.progress import PlainLines, line
-from pipeline.report import RunInfo, Tally
+from pipeline.core import rates
+from pipeline.core.catalogue import list_price
+from pipeline.core.limits import TIERS, Limits
+from pipeline.core.models import Attempt, Call, CallResult, Reply, Usage
+from pipeline.core.pricing import Price
+from pipeline.output import report
+from pipeline.output.progress import PlainLines, line
+from pipeline.output.report import RunInfo, Tally
 from tests.conftest import FakeClock
 
 

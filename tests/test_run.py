@@ -14,11 +14,11 @@ import anyio
 import polars as pl
 import pytest
 
-from pipeline.client import ApiKey, Endpoint
-from pipeline.errors import AuthenticationFailed
-from pipeline.runner import RunControl, run_job
+from pipeline.config.spec import load_job
+from pipeline.core.errors import AuthenticationFailed
+from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import CONTEXT_WINDOW, SimulatorConfig, SimulatorServer
-from pipeline.spec import load_job
 from tests.conftest import StartSimulator
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sink import DOC_SCHEMA, structured_schema, write_parquet
+from pipeline.output.sink import DOC_SCHEMA, structured_schema, write_parquet
 
 STRUCTURED = structured_schema(
     {

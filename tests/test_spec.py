@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.limits import Limits
-from pipeline.pricing import Price
-from pipeline.spec import apply_overrides, load_job, parse_spec
+from pipeline.config.spec import apply_overrides, load_job, parse_spec
+from pipeline.core.errors import ConfigError
+from pipeline.core.limits import Limits
+from pipeline.core.pricing import Price
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

@@ -29,10 +29,11 @@ def test_help_imports_none_of_the_heavy_libraries() -> None:
 
 
 def test_a_run_starts_without_the_simulator_or_the_pdf_and_table_readers() -> None:
-    # polars and pyarrow still come with the runner's row schema (pipeline.sink); pypdf only
+    # polars and pyarrow still come with the runner's row schema (pipeline.output.sink); pypdf only
     # with a PDF, the table reader only with a table job
     code = (
-        "import pipeline.cli, pipeline.runner, pipeline.progress, pipeline.readers.read\n"
+        "import pipeline.cli, pipeline.run.runner, pipeline.output.progress\n"
+        "import pipeline.readers.read\n"
         "import pipeline.readers.sources, sys\n"
         "assert 'pipeline.readers.tables' not in sys.modules, 'the table reader was imported'"
     )

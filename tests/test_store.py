@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError, RunBusy
-from pipeline.store import ResultStore, finished_keys
+from pipeline.core.errors import ConfigError, RunBusy
+from pipeline.state.store import ResultStore, finished_keys
 
 
 def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from pipeline.store import ResultStore; "
+            "import sys; from pathlib import Path; from pipeline.state.store import ResultStore; "
             f"store = ResultStore(Path({str(path)!r})); print('locked', flush=True); "
             "sys.stdin.read()",
         ],

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import ConfigError, InputProblem, Skipped, Unreadable
+from pipeline.core.errors import ConfigError, InputProblem, Skipped, Unreadable
 from pipeline.readers.formats import BINARY, IMAGES, JUNK_NAMES, TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.patterns import Filters, Glob, IgnoreRules, glob_start

@@ -3,8 +3,8 @@ have. The suffix is only a hint; the first bytes decide."""
 
 from __future__ import annotations
 
-from pipeline.errors import TooLarge, Unreadable
-from pipeline.models import Attachment
+from pipeline.core.errors import TooLarge, Unreadable
+from pipeline.core.models import Attachment
 
 # The Messages API takes images up to 5 MB each.
 MAX_IMAGE_BYTES = 5 * 1024 * 1024

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 Mode = Literal["text", "attach"]
 Scans = Literal["error", "attach"]

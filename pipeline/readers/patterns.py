@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 GLOB_CHARS = frozenset("*?[")
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import DependencyError
 
-from pipeline.errors import EmptyDocument, EncryptedDocument, TooLarge, Unreadable
-from pipeline.models import Attachment, Section
+from pipeline.core.errors import EmptyDocument, EncryptedDocument, TooLarge, Unreadable
+from pipeline.core.models import Attachment, Section
 
 # Limits of one PDF document block: 100 pages, and the 32 MB request; base64 adds a third,
 # so a part's raw bytes stay under 23 MB to leave room for the encoding and the prompt.

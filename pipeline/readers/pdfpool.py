@@ -27,8 +27,8 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
-from pipeline.errors import InputProblem, TooLarge, Unreadable
-from pipeline.models import Section
+from pipeline.core.errors import InputProblem, TooLarge, Unreadable
+from pipeline.core.models import Section
 
 TIME_LIMIT_S = 120.0  # as pdf.TEXT_BUDGET_S: the worker's own check, between pages, comes first
 _GRACE_S = 2.0  # past the limit, for the worker's own (gentler) stop to arrive

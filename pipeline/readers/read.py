@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.errors import (
+from pipeline.core.errors import (
     BinaryFile,
     EmptyDocument,
     EmptyFile,
@@ -24,7 +24,7 @@ from pipeline.errors import (
     TooLarge,
     Unreadable,
 )
-from pipeline.models import Attachment, Document, Section
+from pipeline.core.models import Attachment, Document, Section
 from pipeline.readers import images
 from pipeline.readers.formats import Format, Kind, is_binary_suffix, lookup, suffix_of
 from pipeline.readers.options import Candidate, InputOptions

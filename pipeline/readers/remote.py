@@ -12,7 +12,7 @@ S3-compatible service): nothing here reads, stores or prints them.
 - Objects are read in the reader threads, one at a time, when their turn comes: nothing is
   downloaded ahead. Each listed object carries its ETag and size; the state remembers which
   document an (URL, ETag, size) was, so a re-run finds an unchanged object's result without
-  downloading it (``pipeline.runner``).
+  downloading it (``pipeline.run.runner``).
 - ``output.path`` may be a URL. The results are written locally first, atomically, under
   ``local_copy(url)`` (the state database, its lock and the report stay there, on this
   machine), then each file is uploaded with one ``put_file``. On S3 an object appears only
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from pipeline.errors import ConfigError, InputProblem, StorageRefused, Unreadable
+from pipeline.core.errors import ConfigError, InputProblem, StorageRefused, Unreadable
 from pipeline.readers.formats import BINARY, IMAGES, TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.patterns import Filters

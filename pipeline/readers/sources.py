@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 
-from pipeline.errors import InputProblem
-from pipeline.models import Document
+from pipeline.core.errors import InputProblem
+from pipeline.core.models import Document
 from pipeline.readers import remote
 from pipeline.readers.discover import discover
 from pipeline.readers.options import Candidate, InputOptions

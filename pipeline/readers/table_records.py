@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import pyarrow.parquet as pq
 
-from pipeline.errors import InputProblem, Unreadable
+from pipeline.core.errors import InputProblem, Unreadable
 
 BATCH_ROWS = 1_000
 _CSV_FIELD_LIMIT = (1 << 31) - 1  # a cell's size is capped by inputs.max_file_bytes instead

@@ -41,8 +41,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.errors import ConfigError, EmptyFile, InputProblem, Skipped, TooLarge, Unreadable
-from pipeline.models import Document, Section
+from pipeline.core.errors import ConfigError, EmptyFile, InputProblem, Skipped, TooLarge, Unreadable
+from pipeline.core.models import Document, Section
 from pipeline.readers import remote
 from pipeline.readers.discover import printable
 from pipeline.readers.formats import TABLES, suffix_of

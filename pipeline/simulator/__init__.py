@@ -10,8 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ConfigError
-from pipeline.limits import TIERS, Limits
+from pipeline.core.errors import ConfigError
+from pipeline.core.limits import TIERS, Limits
 from pipeline.simulator.config import (
     CACHE_MIN_TOKENS,
     CONTEXT_WINDOW,

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pipeline.catalogue import Model
+from pipeline.core.catalogue import Model
 from pipeline.simulator.batch_routes import batch_routes
 from pipeline.simulator.config import MAX_BODY_BYTES
 from pipeline.simulator.envelope import ApiError, api_error, new_id, overloaded, rate_limited

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pipeline.limits import Clock
+from pipeline.core.limits import Clock
 from pipeline.simulator.cache import PromptCache, cache_scope
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.envelope import ApiError, api_error, invalid, new_id

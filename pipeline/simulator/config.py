@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline import catalogue
-from pipeline.errors import ConfigError
-from pipeline.limits import Limits
+from pipeline.core import catalogue
+from pipeline.core.errors import ConfigError
+from pipeline.core.limits import Limits
 
 CONTEXT_WINDOW = catalogue.DEFAULT_WINDOW  # each model's own is in the table; all are 200K
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -26,7 +26,7 @@ BATCH_MAX_BYTES = 256 * 1024 * 1024
 
 # Which models the simulator serves: the ids on MegaLLM's page (by default: the gateway this
 # project is for), Anthropic's current list (with its aliases), or both. Facts, prices and
-# order come from the one table (``pipeline.catalogue``); anything else is a 404.
+# order come from the one table (``pipeline.core.catalogue``); anything else is a 404.
 ModelSet = Literal["gateway", "anthropic", "both"]
 MODEL_SETS: tuple[ModelSet, ...] = ("gateway", "anthropic", "both")
 

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipeline.limits import Clock, Limits, TokenBucket
+from pipeline.core.limits import Clock, Limits, TokenBucket
 
 
 @dataclass(frozen=True)

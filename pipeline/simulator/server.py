@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from pipeline.limits import Clock
+from pipeline.core.limits import Clock
 from pipeline.simulator.app import create_app, quiet_intentional_drops
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.service import Simulator

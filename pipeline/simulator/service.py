@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.limits import Clock, TokenBucket
+from pipeline.core.limits import Clock, TokenBucket
 from pipeline.simulator import faults as fault_draw
 from pipeline.simulator.batches import BatchStore
 from pipeline.simulator.cache import CachePlan, InputUsage, PromptCache, cache_scope

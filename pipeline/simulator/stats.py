@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
-from pipeline.limits import Clock
+from pipeline.core.limits import Clock
 from pipeline.simulator.cache import InputUsage
 
 MAX_REFUSAL_TIMES = 10_000

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.catalogue import Model
+from pipeline.core.catalogue import Model
 from pipeline.simulator.cache import TTL_SECONDS, breakpoints
 from pipeline.simulator.config import ServedModels, served_models
 from pipeline.simulator.envelope import ApiError, invalid

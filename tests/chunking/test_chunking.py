@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.chunking import MIN_BUDGET, SECTION_JOINER, reduce_groups, spans, split
-from pipeline.models import Chunk, Section
-from pipeline.tokens import estimate_text
+from pipeline.core.models import Chunk, Section
+from pipeline.shaping.chunking import MIN_BUDGET, SECTION_JOINER, reduce_groups, spans, split
+from pipeline.shaping.tokens import estimate_text
 
 PIECES = [
     "the", "cat", "sat", "Mathematics", "x", "1234567", "日本語", "naïve", "(a+b);", "def",

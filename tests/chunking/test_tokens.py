@@ -10,8 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.simulator.tokenizer import count_request, count_text
-from pipeline.tokens import (
+from pipeline.shaping.tokens import (
     IMAGE_MAX_TOKENS,
     PDF_TOKENS_PER_PAGE,
     TOOL_USE_PROMPT,
@@ -20,6 +19,7 @@ from pipeline.tokens import (
     estimate_text,
     image_size,
 )
+from pipeline.simulator.tokenizer import count_request, count_text
 
 PROSE = (
     "The committee met on Tuesday to review the draft budget for the coming year. After a "

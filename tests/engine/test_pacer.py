@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from pipeline.limits import Limits, Pacer
+from pipeline.core.limits import Limits, Pacer
 from tests.conftest import FakeClock
 
 

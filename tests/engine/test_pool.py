@@ -12,12 +12,12 @@ import anyio.lowlevel
 import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import pytest
 
-from pipeline import errors
-from pipeline.client import ApiKey, Endpoint, MessagesClient
-from pipeline.limits import Limits
-from pipeline.models import Call, CallResult
-from pipeline.pool import Engine
-from pipeline.retry import RetryPolicy
+from pipeline.core import errors
+from pipeline.core.limits import Limits
+from pipeline.core.models import Call, CallResult
+from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.pool import Engine
+from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import (
     Faults,
     Latency,

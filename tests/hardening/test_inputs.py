@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import EXIT_USAGE, main
-from pipeline.errors import BinaryFile, InputProblem, SecretFile
+from pipeline.core.errors import BinaryFile, InputProblem, SecretFile
 from pipeline.readers import Candidate, read_document
 from tests.hardening.support import small_job
 from tests.readers.support import found, options, pdf_bytes, png_bytes, write

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_USAGE, main
-from pipeline.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
 from pipeline.simulator import SimulatorConfig
 from tests.conftest import TEST_MODELS, StartSimulator
 from tests.hardening.support import KEY, Answer, Handler, Seen, error_reply, loopback, small_job

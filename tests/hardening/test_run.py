@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
-from pipeline.client import ApiKey, Endpoint, MessagesClient
-from pipeline.limits import MAX_PAUSE_S, Limits
-from pipeline.models import Call
-from pipeline.pool import Engine
+from pipeline.core.limits import MAX_PAUSE_S, Limits
+from pipeline.core.models import Call
+from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.pool import Engine
 from pipeline.simulator import Faults, SimulatorConfig
 from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.hardening.support import KEY, Seen, error_reply, loopback, message_reply, small_job

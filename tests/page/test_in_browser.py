@@ -13,11 +13,11 @@ import anyio
 import polars as pl
 import pytest
 
-from pipeline.page import svg
-from pipeline.report import page_path
-from pipeline.runner import run_job
+from pipeline.config.spec import load_job
+from pipeline.output.page import svg
+from pipeline.output.report import page_path
+from pipeline.run.runner import run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
-from pipeline.spec import load_job
 from tests.conftest import StartSimulator
 from tests.page.conftest import Opened
 from tests.test_run import JOBS, endpoint_of

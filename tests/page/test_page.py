@@ -10,14 +10,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pipeline import store
 from pipeline.cli import EXIT_OK, main
-from pipeline.page.data import fix_of
-from pipeline.report import page_path
-from pipeline.runner import RunControl, run_job
+from pipeline.config.spec import load_job
+from pipeline.output.page.data import fix_of
+from pipeline.output.report import page_path
+from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import SimulatorServer
-from pipeline.spec import load_job
-from pipeline.store import ResultStore
+from pipeline.state import store
+from pipeline.state.store import ResultStore
 from tests.test_run import JOBS, endpoint_of
 
 

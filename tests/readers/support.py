@@ -11,7 +11,7 @@ from typing import Any
 
 from pypdf import PdfReader, PdfWriter
 
-from pipeline.errors import InputProblem
+from pipeline.core.errors import InputProblem
 from pipeline.readers import Candidate, InputOptions, discover
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import BinaryFile, ConfigError, SecretFile, Skipped, TooLarge, Unreadable
+from pipeline.core.errors import BinaryFile, ConfigError, SecretFile, Skipped, TooLarge, Unreadable
 from pipeline.readers import Candidate, InputOptions, discover
 from tests.readers.support import found, options, problem_map, sources, write
 

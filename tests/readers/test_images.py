@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import BinaryFile, TooLarge, Unreadable
-from pipeline.models import Attachment, Document
+from pipeline.core.errors import BinaryFile, TooLarge, Unreadable
+from pipeline.core.models import Attachment, Document
 from pipeline.readers import Candidate, read_document
 from pipeline.readers.images import MAX_IMAGE_BYTES
 from tests.readers.support import options, png_bytes, write

@@ -13,8 +13,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from pipeline.errors import EmptyDocument, EncryptedDocument, InputProblem, TooLarge, Unreadable
-from pipeline.models import Attachment, Document
+from pipeline.core.errors import (
+    EmptyDocument,
+    EncryptedDocument,
+    InputProblem,
+    TooLarge,
+    Unreadable,
+)
+from pipeline.core.models import Attachment, Document
 from pipeline.readers import Candidate, read_document
 from pipeline.readers import pdf as pdf_reader
 from tests.readers.support import encrypted, make_samples, options, page_count, pdf_bytes, write

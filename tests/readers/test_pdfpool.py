@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import EncryptedDocument, TooLarge, Unreadable
+from pipeline.core.errors import EncryptedDocument, TooLarge, Unreadable
 from pipeline.readers import Candidate, read_document
 from pipeline.readers import pdf as pdf_reader
 from pipeline.readers.pdfpool import PdfTextPool

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.errors import InputProblem, SecretFile, Skipped, TooLarge, Unreadable
-from pipeline.models import Document, Section
+from pipeline.core.errors import InputProblem, SecretFile, Skipped, TooLarge, Unreadable
+from pipeline.core.models import Document, Section
 from pipeline.readers import Candidate, InputOptions, discover, document_id, read_document
 from tests.readers.support import options, write
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from pipeline.errors import InputProblem
+from pipeline.core.errors import InputProblem
 from pipeline.readers import InputOptions, discover, read_document
 from tests.readers.support import SAMPLE_DATA, make_samples, pdf_bytes
 

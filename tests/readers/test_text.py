@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pipeline.errors import BinaryFile, EmptyFile, TooLarge, Unreadable
-from pipeline.models import Document
+from pipeline.core.errors import BinaryFile, EmptyFile, TooLarge, Unreadable
+from pipeline.core.models import Document
 from pipeline.readers import Candidate, read_document
 from pipeline.readers.text import Decoded, NotText, decode
 from tests.readers.support import options, write

@@ -14,9 +14,9 @@ import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import polars as pl
 import pytest
 
-from pipeline.client import ApiKey, Endpoint
-from pipeline.runner import run_job
-from pipeline.spec import load_job
+from pipeline.config.spec import load_job
+from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.run.runner import run_job
 from tests.conftest import StartSimulator
 from tests.readers.support import png_bytes, write
 from tests.reliability import support

@@ -23,12 +23,12 @@ import anyio.lowlevel
 import polars as pl
 import pytest
 
-from pipeline.client import ApiKey, Endpoint
-from pipeline.errors import HostUnreachable
-from pipeline.report import report_path
-from pipeline.runner import RunControl, RunOutcome, run_job
+from pipeline.config.spec import Job, load_job
+from pipeline.core.errors import HostUnreachable
+from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.output.report import report_path
+from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
-from pipeline.spec import Job, load_job
 from tests.conftest import TEST_MODELS, StartSimulator
 from tests.test_interrupts import make_docs
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.chunking import split
-from pipeline.errors import (
+from pipeline.config.spec import Job, parse_spec
+from pipeline.core.errors import (
     BinaryFile,
     EmptyFile,
     EncryptedDocument,
@@ -28,11 +28,11 @@ from pipeline.errors import (
     TooLarge,
     Unreadable,
 )
-from pipeline.models import Document
-from pipeline.prompts import placeholders, render, request_params
+from pipeline.core.models import Document
 from pipeline.readers import Candidate, discover, read_document
 from pipeline.readers import pdf as pdf_reader
-from pipeline.spec import Job, parse_spec
+from pipeline.shaping.chunking import split
+from pipeline.shaping.prompts import placeholders, render, request_params
 from tests.conftest import FakeClock
 from tests.readers.support import found, options, png_bytes, write
 from tests.reliability import support

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from pipeline.cli import EXIT_USAGE
-from pipeline.errors import ConfigError
-from pipeline.models import Document, Section
-from pipeline.prompts import placeholders, render
+from pipeline.config.spec import load_job, parse_spec
+from pipeline.core.errors import ConfigError
+from pipeline.core.models import Document, Section
 from pipeline.readers import Candidate, discover
-from pipeline.runner import input_options
-from pipeline.spec import load_job, parse_spec
+from pipeline.run.runner import input_options
+from pipeline.shaping.prompts import placeholders, render
 from tests.readers.support import write
 from tests.reliability.support import cli
 
@@ -147,7 +147,7 @@ def test_absurd_numbers_are_refused_naming_the_field(
 
 def test_every_numeric_field_is_covered() -> None:
     """A numeric field added to the spec must be added to ABSURD too."""
-    from pipeline.spec import JobSpec
+    from pipeline.config.spec import JobSpec
 
     numeric = set()
     for section, info in JobSpec.model_fields.items():

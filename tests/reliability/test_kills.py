@@ -21,9 +21,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.report import report_path
+from pipeline.output.report import report_path
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
-from pipeline.store import finished_keys
+from pipeline.state.store import finished_keys
 from tests.conftest import StartSimulator, wait_for_stats
 from tests.test_interrupts import finish, make_docs, served_at_least, start_run
 

@@ -6,7 +6,7 @@ import anyio
 import httpx
 import pytest
 
-from pipeline.limits import TokenBucket
+from pipeline.core.limits import TokenBucket
 from pipeline.simulator import Latency, Limits, SimulatorConfig, count_request
 from pipeline.simulator.ratelimit import RateLimiter
 from tests.conftest import TEST_MODELS, FakeClock, StartSimulator

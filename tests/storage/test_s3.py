@@ -16,15 +16,15 @@ import s3fs
 from moto import settings as moto_settings
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from pipeline import plan
 from pipeline.cli import EXIT_FATAL, main
-from pipeline.client import ApiKey, Endpoint
-from pipeline.errors import InputProblem
+from pipeline.config.spec import load_job
+from pipeline.core.errors import InputProblem
+from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.readers import Candidate, InputOptions, remote
 from pipeline.readers.sources import find
-from pipeline.runner import run_job
+from pipeline.run import plan
+from pipeline.run.runner import run_job
 from pipeline.simulator import SimulatorServer
-from pipeline.spec import load_job
 from tests.conftest import StartSimulator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.errors import ConfigError, EmptyFile, InputProblem, TooLarge, Unreadable
-from pipeline.models import Document
+from pipeline.core.errors import ConfigError, EmptyFile, InputProblem, TooLarge, Unreadable
+from pipeline.core.models import Document
 from pipeline.readers import Candidate, InputOptions, tables
 from pipeline.readers.options import TableOptions
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.errors import InputProblem, Skipped, Unreadable
-from pipeline.models import Document
+from pipeline.core.errors import InputProblem, Skipped, Unreadable
+from pipeline.core.models import Document
 from pipeline.readers.options import TableOptions
 from tests.tables.test_rows import TABLE, read
 

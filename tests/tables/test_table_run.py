@@ -11,13 +11,13 @@ import anyio
 import polars as pl
 import pytest
 
-from pipeline import plan
 from pipeline.cli import main
-from pipeline.client import ApiKey, Endpoint
-from pipeline.errors import ConfigError
-from pipeline.runner import run_job
+from pipeline.config.spec import load_job
+from pipeline.core.errors import ConfigError
+from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.run import plan
+from pipeline.run.runner import run_job
 from pipeline.simulator import SimulatorServer
-from pipeline.spec import load_job
 from tests.conftest import StartSimulator
 from tests.test_run import run_cli
 

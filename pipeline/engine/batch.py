@@ -31,13 +31,13 @@ from dataclasses import dataclass, field, replace
 
 import anyio
 
-from pipeline.client import BatchResult, MessagesClient
-from pipeline.errors import PipelineError, RetriesExhausted, is_retryable
-from pipeline.limits import Clock, Sleep
-from pipeline.models import Attempt, Call, CallResult
-from pipeline.pool import RunTotals, Sink
-from pipeline.preflight import check_endpoint
-from pipeline.store import ResultStore
+from pipeline.core.errors import PipelineError, RetriesExhausted, is_retryable
+from pipeline.core.limits import Clock, Sleep
+from pipeline.core.models import Attempt, Call, CallResult
+from pipeline.engine.client import BatchResult, MessagesClient
+from pipeline.engine.pool import RunTotals, Sink
+from pipeline.engine.preflight import check_endpoint
+from pipeline.state.store import ResultStore
 
 log = logging.getLogger("pipeline.batch")
 

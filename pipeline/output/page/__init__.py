@@ -1,10 +1,10 @@
 """The morning report as one self-contained HTML page (``OUTPUT.report.html``).
 
 Built from the run's own files: the JSON report, the results and calls Parquet, and the
-summaries of earlier runs kept in the job's state (``pipeline.store.run_summaries``).
+summaries of earlier runs kept in the job's state (``pipeline.state.store.run_summaries``).
 Jinja2 renders it with autoescaping on, so every value that comes from the documents or
 the model (file names, error messages, answers) is text, never markup; the charts are
-inline SVG (``pipeline.page.svg``); there is no script and nothing is fetched (a Content
+inline SVG (``pipeline.output.page.svg``); there is no script and nothing is fetched (a Content
 Security Policy says so too), so it opens from a mail attachment or a file share.
 """
 
@@ -17,13 +17,15 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipeline import __version__, report, store
-from pipeline.atomic import replacing
-from pipeline.errors import ConfigError
-from pipeline.logs import escape_controls
-from pipeline.page import svg
-from pipeline.page.data import PageData, Table, gather
-from pipeline.report import page_path
+from pipeline import __version__
+from pipeline.core.atomic import replacing
+from pipeline.core.errors import ConfigError
+from pipeline.core.logs import escape_controls
+from pipeline.output import report
+from pipeline.output.page import svg
+from pipeline.output.page.data import PageData, Table, gather
+from pipeline.output.report import page_path
+from pipeline.state import store
 
 
 def write(
@@ -43,7 +45,7 @@ def write(
 
 def write_for(summary: dict[str, Any], given: Path, path: Path | None = None) -> Path:
     """The page of a past run, from the Parquet file it wrote (or its ``.report.json``):
-    its calls and state are beside it, named as ``pipeline.spec.Job`` names them."""
+    its calls and state are beside it, named as ``pipeline.config.spec.Job`` names them."""
     suffix = ".report.json"
     output = (
         given.with_name(given.name.removesuffix(suffix) + ".parquet")

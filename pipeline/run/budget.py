@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.models import Call, Usage
-from pipeline.report import Tally
-from pipeline.spec import Job
+from pipeline.config.spec import Job
+from pipeline.core.models import Call, Usage
+from pipeline.output.report import Tally
 
 
 class BudgetGuard:

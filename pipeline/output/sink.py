@@ -1,6 +1,6 @@
 """Results to Parquet: one row per input document, and one row per API call beside it.
 
-Both files are written with polars and pyarrow, atomically (``pipeline.atomic``): a reader
+Both files are written with polars and pyarrow, atomically (``pipeline.core.atomic``): a reader
 never sees half a file.
 
 Documents file (``OUTPUT.parquet``), one row per input document (per chunk with the
@@ -48,7 +48,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.atomic import replacing
+from pipeline.core.atomic import replacing
 
 DOC_SCHEMA: dict[str, Any] = {
     "doc_id": pl.String,

@@ -1,7 +1,7 @@
 """What tokens cost: a price, and the cost of a usage.
 
 Each model's default price, Anthropic's list price in USD per million tokens, is in the one
-table of models (``pipeline.catalogue``, with its source and date). A gateway may charge
+table of models (``pipeline.core.catalogue``, with its source and date). A gateway may charge
 differently: a job sets its own in ``[pricing]``. Cache writes are priced at the 5-minute
 rate (1.25x input); reads at 0.1x input; Message Batches at half of every rate.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.models import Usage
+from pipeline.core.models import Usage
 
 BATCH_DISCOUNT = 0.5
 _MTOK = 1_000_000

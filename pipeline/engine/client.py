@@ -1,7 +1,7 @@
 """HTTP to the Messages API: one shared ``httpx.AsyncClient`` per run.
 
 This is the boundary where HTTP becomes the package's own types: a ``Reply``, or an error
-from ``pipeline.errors`` decided by status code and API error type (never message text),
+from ``pipeline.core.errors`` decided by status code and API error type (never message text),
 carrying the ``request-id``. httpx's exceptions are translated here and go no further.
 The API key lives in an ``ApiKey``, which never shows its value in a repr, a log or an error;
 it is checked once where it is found (``check_key``), and every text that comes from the server
@@ -30,7 +30,7 @@ import httpx2 as httpx
 from httpx2 import EventSource, SSEError
 
 from pipeline import __version__
-from pipeline.errors import (
+from pipeline.core.errors import (
     AuthenticationFailed,
     BillingProblem,
     BrokenReply,
@@ -50,8 +50,8 @@ from pipeline.errors import (
     ServerError,
     SpendCapReached,
 )
-from pipeline.limits import MAX_PAUSE_S
-from pipeline.models import Reply, Usage
+from pipeline.core.limits import MAX_PAUSE_S
+from pipeline.core.models import Reply, Usage
 
 API_VERSION = "2023-06-01"
 ANTHROPIC_URL = "https://api.anthropic.com"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.errors import ConfigError, RunBusy
+from pipeline.core.errors import ConfigError, RunBusy
 
 _SCHEMA = """
 create table if not exists documents (
@@ -400,7 +400,7 @@ class ResultStore:
         """A request that ended in an error: the next run sends it afresh."""
         self._db.execute("delete from batch_items where base = ?", (base,))
 
-    # ---- each run's report, kept for the trend across runs (``pipeline.page``) ----
+    # ---- each run's report, kept for the trend across runs (``pipeline.output.page``) ----
 
     def record_run(self, summary: dict[str, Any]) -> None:
         """Keep this run's report, after those of the runs before it."""

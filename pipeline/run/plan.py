@@ -2,7 +2,7 @@
 
 The documents are found and read exactly as a run reads them, split by the same planner,
 and each first-round request is built in full; its input is estimated the way the run
-reserves it (``pipeline.tokens``: an upper bound, about 10-50% over the API's count) or,
+reserves it (``pipeline.shaping.tokens``: an upper bound, about 10-50% over the API's count) or,
 with ``exact``, counted by ``/v1/messages/count_tokens`` (free). Documents an earlier run
 finished are left out, as the run would. Map-reduce documents add combining requests whose
 input is bounded by their parts' ``max_tokens``. Output is bounded by ``max_tokens`` per
@@ -20,19 +20,19 @@ from typing import Any
 
 import anyio
 
-from pipeline.client import MessagesClient
-from pipeline.errors import InputProblem, NotOffered
-from pipeline.limits import Limits
-from pipeline.models import Document, Usage
-from pipeline.planner import first_round, request_for
-from pipeline.pricing import Price
-from pipeline.prompts import cached_prefix_tokens
+from pipeline.config.spec import Job
+from pipeline.core.errors import InputProblem, NotOffered
+from pipeline.core.limits import Limits
+from pipeline.core.models import Document, Usage
+from pipeline.core.pricing import Price
+from pipeline.engine.client import MessagesClient
 from pipeline.readers import Candidate
 from pipeline.readers.sources import find, read_items
-from pipeline.runner import PART_HEADER_TOKENS, input_options
-from pipeline.spec import Job
-from pipeline.store import document_key, finished_keys, settings_hash
-from pipeline.tokens import estimate_request, estimate_text
+from pipeline.run.runner import PART_HEADER_TOKENS, input_options
+from pipeline.shaping.planner import first_round, request_for
+from pipeline.shaping.prompts import cached_prefix_tokens
+from pipeline.shaping.tokens import estimate_request, estimate_text
+from pipeline.state.store import document_key, finished_keys, settings_hash
 
 # For the concurrency bound only: a reply's time if it runs to max_tokens.
 ASSUMED_TOKENS_PER_S = 50.0

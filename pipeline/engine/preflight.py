@@ -2,7 +2,7 @@
 
 ``GET /v1/models`` costs nothing and lists what the endpoint serves. A model it does not
 serve is ``ModelNotFound`` naming what it does serve and the closest of them
-(``pipeline.catalogue.suggest``), so that a run, ``pipeline validate`` and ``pipeline plan``
+(``pipeline.core.catalogue.suggest``), so that a run, ``pipeline validate`` and ``pipeline plan``
 stop before any document is sent. A server without ``/v1/models`` (a gateway may leave it
 out) passes: the first request then says. A batch job needs the Message Batches endpoints:
 without them it stops here (``NotOffered``), saying what to set instead.
@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 import anyio
 
-from pipeline import catalogue
-from pipeline.client import Endpoint, MessagesClient, redact_error
-from pipeline.errors import ConnectionFailed, HostUnreachable, ModelNotFound, NotOffered
-from pipeline.spec import Job
+from pipeline.config.spec import Job
+from pipeline.core import catalogue
+from pipeline.core.errors import ConnectionFailed, HostUnreachable, ModelNotFound, NotOffered
+from pipeline.engine.client import Endpoint, MessagesClient, redact_error
 
 MAX_PAGES = 20  # of up to 1,000 models each: more than any endpoint serves
 _SHOWN = 12  # ids named in an error, at most

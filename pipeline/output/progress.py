@@ -1,7 +1,7 @@
 """Progress while a run goes: a live bar on a terminal, a plain line now and then under cron.
 
 Both read the run's ``Tally``; neither changes it. The bar is rich's; the plain line goes
-through logging (``pipeline.progress``), so ``--log-json`` turns it into a JSON event.
+through logging (``pipeline.output.progress``), so ``--log-json`` turns it into a JSON event.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipeline.limits import Sleep
-from pipeline.report import Tally
+from pipeline.core.limits import Sleep
+from pipeline.output.report import Tally
 
 log = logging.getLogger("pipeline.progress")
 

@@ -3,8 +3,9 @@
 Defaults suit work nobody is watching: far more patient than the SDK's two retries. A wait
 is the server's ``retry-after-ms`` / ``retry-after`` when it gave one above zero (the client
 drops a zero, a date already past or a value that is not a finite number; no wait is longer
-than ``pipeline.limits.MAX_PAUSE_S``), else exponential backoff with jitter;
-``x-should-retry`` overrides the error's class either way (see ``pipeline.errors.is_retryable``).
+than ``pipeline.core.limits.MAX_PAUSE_S``), else exponential backoff with jitter;
+``x-should-retry`` overrides the error's class either way (see
+``pipeline.core.errors.is_retryable``).
 Tenacity runs the loop; the clock and sleep are injected.
 """
 
@@ -17,8 +18,8 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from pipeline.errors import ConfigError, PipelineError, is_retryable
-from pipeline.limits import MAX_PAUSE_S, Clock, Sleep
+from pipeline.core.errors import ConfigError, PipelineError, is_retryable
+from pipeline.core.limits import MAX_PAUSE_S, Clock, Sleep
 
 T = TypeVar("T")
 

@@ -29,12 +29,9 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline import logs, report
-from pipeline.batch import BatchEngine
-from pipeline.budget import BudgetGuard
-from pipeline.chunking import reduce_groups, split
-from pipeline.client import Endpoint, MessagesClient
-from pipeline.errors import (
+from pipeline.config.spec import Job
+from pipeline.core import logs
+from pipeline.core.errors import (
     InputProblem,
     InvalidRequest,
     NotOffered,
@@ -42,24 +39,28 @@ from pipeline.errors import (
     RunBusy,
     Skipped,
 )
-from pipeline.limits import Clock, Sleep
-from pipeline.models import Call, CallResult, Document, Section, Usage, utc
-from pipeline.planner import Unit, first_round, request_for
-from pipeline.pool import Engine, RunTotals
-from pipeline.progress import Display
-from pipeline.prompts import head_of, worth_caching
+from pipeline.core.limits import Clock, Sleep
+from pipeline.core.models import Call, CallResult, Document, Section, Usage, utc
+from pipeline.engine.batch import BatchEngine
+from pipeline.engine.client import Endpoint, MessagesClient
+from pipeline.engine.pool import Engine, RunTotals
+from pipeline.engine.retry import RetryPolicy
+from pipeline.output import report
+from pipeline.output.progress import Display
+from pipeline.output.report import RunInfo, Tally
+from pipeline.output.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, write_parquet
 from pipeline.readers import Candidate, InputOptions, read_document, remote
 from pipeline.readers.formats import lookup
 from pipeline.readers.options import TableOptions
 from pipeline.readers.pdfpool import PdfTextPool
 from pipeline.readers.read import PdfTextReader
 from pipeline.readers.sources import find, read_items
-from pipeline.report import RunInfo, Tally
-from pipeline.retry import RetryPolicy
-from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, write_parquet
-from pipeline.spec import Job
-from pipeline.store import ResultStore, document_key, settings_hash
-from pipeline.tokens import estimate_request, estimate_text
+from pipeline.run.budget import BudgetGuard
+from pipeline.shaping.chunking import reduce_groups, split
+from pipeline.shaping.planner import Unit, first_round, request_for
+from pipeline.shaping.prompts import head_of, worth_caching
+from pipeline.shaping.tokens import estimate_request, estimate_text
+from pipeline.state.store import ResultStore, document_key, settings_hash
 
 log = logging.getLogger("pipeline.run")
 
@@ -625,7 +626,9 @@ class JobRunner:
     def _write_page(self, summary: dict[str, Any]) -> None:
         """The report as a page, beside the JSON. The results and the JSON are written
         already: a page that cannot be drawn is a warning, never a lost night."""
-        from pipeline import page  # Jinja2 and the charts: loaded only when a page is written
+        from pipeline.output import (
+            page,  # Jinja2 and the charts: loaded only when a page is written
+        )
 
         job = self.job
         try:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipeline.chunking import split
-from pipeline.models import Attachment, Chunk, Document
-from pipeline.prompts import head_of, placeholders, render, request_params
-from pipeline.spec import Job
+from pipeline.config.spec import Job
+from pipeline.core.models import Attachment, Chunk, Document
+from pipeline.shaping.chunking import split
+from pipeline.shaping.prompts import head_of, placeholders, render, request_params
 
 
 @dataclass

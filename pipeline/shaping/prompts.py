@@ -1,6 +1,6 @@
 """Render a job's templates into Messages API request bodies.
 
-Templates are checked at load (``pipeline.spec``): they name only known placeholders, with
+Templates are checked at load (``pipeline.config.spec``): they name only known placeholders, with
 no attribute access, indexing or formats, so rendering is plain substitution and a
 document's own braces are never interpreted. Every value is made valid Unicode first: a file
 name's undecodable bytes and a PDF's broken text map must not stop a request being encoded.
@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from pipeline.catalogue import cache_minimum
-from pipeline.models import Attachment, Chunk, Document
-from pipeline.spec import Job
-from pipeline.tokens import estimate_text
+from pipeline.config.spec import Job
+from pipeline.core.catalogue import cache_minimum
+from pipeline.core.models import Attachment, Chunk, Document
+from pipeline.shaping.tokens import estimate_text
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 
 import anyio
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 Clock = Callable[[], float]
 # The longest pause one reply can impose (a 429's retry-after): every request waits it out,

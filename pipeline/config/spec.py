@@ -26,15 +26,15 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline import catalogue
-from pipeline.atomic import partial_affixes
-from pipeline.client import normalise_base_url
-from pipeline.errors import ConfigError
-from pipeline.limits import TIERS, Limits
-from pipeline.pricing import Price
+from pipeline.core import catalogue
+from pipeline.core.atomic import partial_affixes
+from pipeline.core.errors import ConfigError
+from pipeline.core.limits import TIERS, Limits
+from pipeline.core.pricing import Price
+from pipeline.engine.client import normalise_base_url
+from pipeline.output.report import page_path, report_path
 from pipeline.readers import patterns, remote
 from pipeline.readers.sensitive import secret_by_content, secret_by_name
-from pipeline.report import page_path, report_path
 
 # The largest window and output of a model in the table: no request can ask for more.
 CONTEXT_WINDOW = max(model.window for model in catalogue.MODELS)
@@ -213,7 +213,7 @@ Rate = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
 
 class PricingSpec(_Section):
     """USD per million tokens, for cost estimates; unset fields take the model's list
-    price (``pipeline.pricing``). Set them when a gateway charges its own prices."""
+    price (``pipeline.core.pricing``). Set them when a gateway charges its own prices."""
 
     input_per_mtok: Rate | None = None
     output_per_mtok: Rate | None = None
@@ -332,7 +332,7 @@ class Job:
         input folder (``pipeline run job.toml . --output review.parquet``, or a ``--log-file``
         there), so that no run reads its own results, state, lock or log as inputs."""
         written = [(path, patterns.literal(path.name)) for path in self.own_files]
-        # the files as they are written, before they replace the old ones (``pipeline.atomic``)
+        # the files as they are written, before they replace the old ones (``pipeline.core.atomic``)
         for path in (
             self.output_path,
             self.calls_path,
@@ -372,7 +372,7 @@ class Job:
     @property
     def own_files(self) -> tuple[Path, ...]:
         """Every file a run writes: the results, the calls, the report, the state (with
-        SQLite's journal files), the lock beside it (``pipeline.store``), and the log file."""
+        SQLite's journal files), the lock beside it (``pipeline.state.store``), and the log file."""
         state = self.state_path
         journals = (state.with_name(state.name + end) for end in ("-wal", "-shm", "-journal"))
         report = report_path(self.output_path)
@@ -456,7 +456,7 @@ class Job:
 
     @property
     def window(self) -> int:
-        """The model's context window, in tokens (``pipeline.catalogue``)."""
+        """The model's context window, in tokens (``pipeline.core.catalogue``)."""
         return catalogue.window(self.spec.model.name)
 
     @property

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import rates
-from pipeline.sink import CALL_SCHEMA, DOC_SCHEMA
+from pipeline.core import rates
+from pipeline.output.sink import CALL_SCHEMA, DOC_SCHEMA
 
 TOP = 10  # documents in the "most expensive" and "slowest" tables, rows of structured output
 AFFECTED = 30  # source paths listed under each problem

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 from markupsafe import escape as escape_markup
 
-from pipeline.logs import escape_controls
+from pipeline.core.logs import escape_controls
 
 WIDTH, LEFT, RIGHT, TOP = 720, 64, 16, 12
 _ANCHORS = {0.0: "start", 0.5: "middle", 1.0: "end"}  # axis labels kept inside the chart

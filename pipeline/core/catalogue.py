@@ -23,7 +23,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.pricing import Price
+from pipeline.core.pricing import Price
 
 Lister = Literal["anthropic", "gateway"]
 Role = Literal["fast", "balanced", "strong"]  # for suggestions: what a model is chosen for

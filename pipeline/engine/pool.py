@@ -2,7 +2,7 @@
 
 Calls stream through a bounded memory stream to ``concurrency`` workers; results stream
 through another to one sink, as they arrive. Memory grows with the concurrency, never with
-the number of calls. Each call is retried by ``pipeline.retry`` and paced by the shared
+the number of calls. Each call is retried by ``pipeline.engine.retry`` and paced by the shared
 ``Pacer``; a request holds a concurrency slot from just before it is paced until its reply
 is read, so a slot never waits on a burst it did not get.
 
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from pipeline.client import MessagesClient
-from pipeline.errors import (
+from pipeline.core.errors import (
     ConnectionFailed,
     HostUnreachable,
     PipelineError,
@@ -36,10 +35,11 @@ from pipeline.errors import (
     RunFatal,
     Transient,
 )
-from pipeline.limits import Clock, Limits, Pacer, Sleep
-from pipeline.models import Attempt, Call, CallResult, Reply
-from pipeline.preflight import check_endpoint, unreachable
-from pipeline.retry import RetryPolicy, call_with_retries
+from pipeline.core.limits import Clock, Limits, Pacer, Sleep
+from pipeline.core.models import Attempt, Call, CallResult, Reply
+from pipeline.engine.client import MessagesClient
+from pipeline.engine.preflight import check_endpoint, unreachable
+from pipeline.engine.retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("pipeline.pool")
 
@@ -202,7 +202,7 @@ class Engine:
     async def preflight(self, attempts: int = 3) -> None:
         """Fail fast, before any document is sent: a refused key, an unreachable host or a
         model the endpoint does not serve stops the run here with a message that says what
-        to fix (``pipeline.preflight``)."""
+        to fix (``pipeline.engine.preflight``)."""
         quick = RetryPolicy(max_attempts=attempts, initial_wait_s=0.5, max_wait_s=2.0)
         check = functools.partial(check_endpoint, self.client, model=self.model)
         try:

@@ -56,8 +56,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 
-from pipeline.models import Chunk, Section
-from pipeline.tokens import TokenIndex
+from pipeline.core.models import Chunk, Section
+from pipeline.shaping.tokens import TokenIndex
 
 MIN_BUDGET = 64
 SECTION_JOINER = "\n\n"

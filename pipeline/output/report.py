@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import rates
-from pipeline.atomic import replacing
-from pipeline.errors import ConfigError
-from pipeline.limits import Clock, Limits
-from pipeline.models import CallResult, Usage
-from pipeline.pricing import Price
+from pipeline.core import rates
+from pipeline.core.atomic import replacing
+from pipeline.core.errors import ConfigError
+from pipeline.core.limits import Clock, Limits
+from pipeline.core.models import CallResult, Usage
+from pipeline.core.pricing import Price
 
 REPORT_VERSION = 1
 
@@ -49,7 +49,7 @@ class Tally:
     cost_usd: float = 0.0
     latencies: list[float] = field(default_factory=list)  # seconds, per answered attempt
     # When each attempt was sent (wall clock) and the tokens it was charged: the rate in
-    # the busiest minute, against the tier's per-minute limits (``pipeline.rates``).
+    # the busiest minute, against the tier's per-minute limits (``pipeline.core.rates``).
     sent_at: list[float] = field(default_factory=list)
     sent_tokens: list[int] = field(default_factory=list)
 
@@ -269,7 +269,7 @@ def report_path(output: Path) -> Path:
 
 
 def page_path(output: Path) -> Path:
-    """The HTML page of the report (``pipeline.page``), beside the JSON."""
+    """The HTML page of the report (``pipeline.output.page``), beside the JSON."""
     return output.with_name(f"{output.stem}.report.html")
 
 

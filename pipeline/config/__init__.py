@@ -1,0 +1,1 @@
+"""The job: its TOML spec, checked, with overrides; everything below reads a ``Job``."""

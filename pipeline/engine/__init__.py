@@ -1,0 +1,1 @@
+"""Calls in, results out: the HTTP client, retries, pacing, the online pool and Message Batches."""

@@ -1,0 +1,1 @@
+"""The job's state database: finished documents and calls, objects, batches, runs."""
