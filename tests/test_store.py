@@ -11,7 +11,30 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import ConfigError, RunBusy
+from pipeline.core.models import utc
+from pipeline.core.rows import CallRow, DocumentRow, Status
 from pipeline.state.store import ResultStore, finished_keys
+
+WHEN = utc(1_800_000_000.0)
+
+
+def _row(n: int, status: Status = "ok") -> DocumentRow:
+    return DocumentRow(
+        doc_id=f"d{n}", source=f"{n}.txt", status=status, started_at=WHEN, finished_at=WHEN
+    )
+
+
+def _call(n: int) -> CallRow:
+    return CallRow(
+        doc_id=f"d{n}",
+        call="whole",
+        attempt=1,
+        status=200,
+        error_type=None,
+        request_id=f"req_{n}",
+        latency_s=0.5,
+        started_at=WHEN,
+    )
 
 
 def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
@@ -54,22 +77,22 @@ def test_finished_documents_survive_the_process_and_a_run_outputs_only_its_own(
     path = tmp_path / "out.state.sqlite"
     store = ResultStore(path)
     for n in (1, 2):
-        row = {"doc_id": f"d{n}", "source": f"{n}.txt", "status": "ok"}
-        store.save(f"d{n}:s", f"{n}.txt", [row], [{"doc_id": f"d{n}", "attempt": 1}])
+        store.save(f"d{n}:s", f"{n}.txt", [_row(n)], [_call(n)])
     store.close()
 
     again = ResultStore(path)
-    assert list(again.output("rows")) == []  # nothing is output until this run keeps it
+    assert list(again.output_rows()) == []  # nothing is output until this run keeps it
     assert again.reuse("d2:s", "2.txt")
     assert not again.reuse("d1:other-settings", "1.txt")
-    again.add_other("0.txt", [{"doc_id": "d0", "source": "0.txt", "status": "error"}], [])
-    # By source; d1 (not seen by this run: a removed input) drops out.
-    assert [r["source"] for r in again.output("rows")] == ["0.txt", "2.txt"]
-    assert list(again.output("calls")) == [{"doc_id": "d2", "attempt": 1}]
+    again.add_other("0.txt", [_row(0, "error")], [])
+    # By source; d1 (not seen by this run: a removed input) drops out. The rows come back
+    # as they were saved, typed (datetimes, tuples).
+    assert list(again.output_rows()) == [_row(0, "error"), _row(2)]
+    assert list(again.output_calls()) == [_call(2)]
     again.close()
     # What this run gathered for its output is not kept: the next run starts clean.
     third = ResultStore(path)
-    assert list(third.output("rows")) == []
+    assert list(third.output_rows()) == []
     third.close()
 
 
@@ -93,10 +116,9 @@ def test_saves_are_committed_in_groups_off_the_caller_and_all_reach_the_disk(
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("begin immediate")  # the disk is busy: the store's commit has to wait
     for n in range(50):
-        row = {"doc_id": f"d{n}", "source": f"{n}.txt", "status": "ok"}
-        store.save(f"d{n}:s", f"{n}.txt", [row], [])  # returns: the caller never waits
+        store.save(f"d{n}:s", f"{n}.txt", [_row(n)], [])  # returns: the caller never waits
     blocker.execute("commit")
-    assert len(list(store.output("rows"))) == 50  # output waits for the commits
+    assert len(list(store.output_rows())) == 50  # output waits for the commits
     store.close()
     assert finished_keys(path) == {f"d{n}:s" for n in range(50)}
     blocker.close()
@@ -109,10 +131,10 @@ def test_a_commit_that_fails_stops_the_run_with_what_to_fix(tmp_path: Path) -> N
     saboteur.execute(
         "create trigger full before insert on documents begin select raise(abort, 'disk full'); end"
     )
-    store.save("d1:s", "1.txt", [{"doc_id": "d1", "status": "ok"}], [])
+    store.save("d1:s", "1.txt", [_row(1)], [])
     with pytest.raises(ConfigError, match=r"output\.path: cannot keep the run's state.*disk full"):
-        list(store.output("rows"))
+        list(store.output_rows())
     with pytest.raises(ConfigError, match="disk full"):
-        store.save("d2:s", "2.txt", [{"doc_id": "d2", "status": "ok"}], [])
+        store.save("d2:s", "2.txt", [_row(2)], [])
     store.close()
     saboteur.close()

@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.limits import Clock, Limits
 from pipeline.core.models import CallResult, Usage
 from pipeline.core.pricing import Price
+from pipeline.core.rows import Status
 
 REPORT_VERSION = 1
 
@@ -86,12 +88,15 @@ class Tally:
             self.usage = self.usage + result.reply.usage
         self.cost_usd += cost
 
-    def document(self, statuses: list[str], error_type: str | None = None) -> None:
+    def document(self, statuses: Sequence[Status], error_type: str | None = None) -> None:
         """A document is finished: its status is its worst row's."""
-        status = next((s for s in ("error", "ok", "skipped") if s in statuses), "ok")
+        status: Status = next((s for s in WORST_FIRST if s in statuses), "ok")
         self.documents[status] += 1
         if error_type is not None and status != "ok":
             self.errors[error_type] += 1
+
+
+WORST_FIRST: tuple[Status, ...] = ("error", "ok", "skipped")  # a document's status, of its rows'
 
 
 @dataclass(frozen=True)

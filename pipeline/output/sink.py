@@ -3,38 +3,10 @@
 Both files are written with polars and pyarrow, atomically (``pipeline.core.atomic``): a reader
 never sees half a file.
 
-Documents file (``OUTPUT.parquet``), one row per input document (per chunk with the
-``per_chunk`` strategy):
-
-| column | type | |
-|---|---|---|
-| doc_id | str | stable: from the source path and the content hash |
-| source | str | the path relative to its input folder |
-| status | str | ``ok``, ``error`` or ``skipped`` |
-| chunk | int | the chunk's number from 1 (``per_chunk`` only; else null) |
-| text | str | the model's answer (text blocks joined) |
-| structured_json | str | the forced tool's input as JSON (structured jobs) |
-| *schema fields* | typed | one column per property of ``structured.schema`` |
-| model | str | the model that answered |
-| stop_reason | str | of the final call (``end_turn``, ``max_tokens``, ...) |
-| chunks | int | how many chunks the document was split into |
-| input_tokens, output_tokens | int | summed over the document's calls |
-| cache_read_input_tokens, cache_creation_input_tokens | int | the same, for prompt caching |
-| cost_usd | float | estimated from the usage and the job's prices (null if no price is known) |
-| attempts | int | HTTP attempts, retries included |
-| latency_s | float | summed over the document's attempts |
-| request_ids | list[str] | of every attempt that got one: what a provider's support asks for |
-| error_type, error_message | str | what went wrong and what to do (status ``error``/``skipped``) |
-| started_at, finished_at | datetime (UTC) | |
-| kind, language | str | ``pdf``, ``text``, ``markdown``, ``code``, ``image``; source language |
-| notes | list[str] | things worth knowing, e.g. an encoding fallback, a truncation |
-| content_hash | str | sha256 of the file |
-
-Calls file (``OUTPUT.calls.parquet``): one row per HTTP attempt: ``doc_id``, ``call``
-(which part of the document: ``map/0``, ``reduce/1/0``, ``whole``), ``attempt``,
-``status`` (HTTP status, null when none came back), ``error_type``, ``request_id``,
-``latency_s``, ``started_at``, and for the successful attempt ``input_tokens``,
-``output_tokens``, ``stop_reason``.
+The columns are the fields of ``pipeline.core.rows.DocumentRow`` (the results file: one row
+per input document, one per chunk with ``per_chunk``) and ``CallRow`` (the calls file: one row
+per HTTP attempt), in order, followed by the columns a job adds (one per property of its
+structured schema, one per kept input column), each value shaped here to its column's type.
 """
 
 from __future__ import annotations
@@ -49,48 +21,24 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from pipeline.core.atomic import replacing
+from pipeline.core.rows import (
+    CALL_COLUMNS,
+    DOCUMENT_COLUMNS,
+    CallRow,
+    DocumentRow,
+    Kind,
+    structured_columns,
+)
 
-DOC_SCHEMA: dict[str, Any] = {
-    "doc_id": pl.String,
-    "source": pl.String,
-    "status": pl.String,
-    "chunk": pl.Int64,
-    "text": pl.String,
-    "structured_json": pl.String,
-    "model": pl.String,
-    "stop_reason": pl.String,
-    "chunks": pl.Int64,
-    "input_tokens": pl.Int64,
-    "output_tokens": pl.Int64,
-    "cache_read_input_tokens": pl.Int64,
-    "cache_creation_input_tokens": pl.Int64,
-    "cost_usd": pl.Float64,
-    "attempts": pl.Int64,
-    "latency_s": pl.Float64,
-    "request_ids": pl.List(pl.String),
-    "error_type": pl.String,
-    "error_message": pl.String,
-    "started_at": pl.Datetime("us", "UTC"),
-    "finished_at": pl.Datetime("us", "UTC"),
-    "kind": pl.String,
-    "language": pl.String,
-    "notes": pl.List(pl.String),
-    "content_hash": pl.String,
+_POLARS: dict[Kind, Any] = {
+    "str": pl.String,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "list[str]": pl.List(pl.String),
+    "datetime": pl.Datetime("us", "UTC"),
 }
-
-CALL_SCHEMA: dict[str, Any] = {
-    "doc_id": pl.String,
-    "call": pl.String,
-    "attempt": pl.Int64,
-    "status": pl.Int64,
-    "error_type": pl.String,
-    "request_id": pl.String,
-    "latency_s": pl.Float64,
-    "started_at": pl.Datetime("us", "UTC"),
-    "input_tokens": pl.Int64,
-    "output_tokens": pl.Int64,
-    "stop_reason": pl.String,
-}
+DOC_SCHEMA: dict[str, Any] = {name: _POLARS[kind] for name, kind in DOCUMENT_COLUMNS.items()}
+CALL_SCHEMA: dict[str, Any] = {name: _POLARS[kind] for name, kind in CALL_COLUMNS.items()}
 
 _SCALARS: dict[str, Any] = {
     "string": pl.String,
@@ -151,15 +99,28 @@ def fit(value: Any, dtype: Any) -> Any:
 
 
 def structured_schema(schema: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Extra columns for a structured job; a property that clashes with a standard column
-    is prefixed ``field_``."""
-    if not schema:
-        return {}
-    columns: dict[str, Any] = {}
-    for name, sub in schema.get("properties", {}).items():
-        column = f"field_{name}" if name in DOC_SCHEMA else name
-        columns[column] = dtype_for(sub)
-    return columns
+    """The polars types of the columns a structured job adds (``rows.structured_columns``)."""
+    return {column: dtype_for(sub) for column, sub in structured_columns(schema).items()}
+
+
+def write_rows(rows: Iterable[DocumentRow], path: Path, extra: Mapping[str, Any]) -> int:
+    """The results file: the standard columns, then ``extra`` (column -> polars type), each
+    extra value shaped to its column's type (``fit``)."""
+    extra = dict(extra)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for row in rows:
+            record = row.record()
+            for name, dtype in extra.items():
+                record[name] = fit(record.get(name), dtype)
+            yield record
+
+    return write_parquet(records(), path, {**DOC_SCHEMA, **extra})
+
+
+def write_calls(calls: Iterable[CallRow], path: Path) -> int:
+    """The calls file: one row per HTTP attempt."""
+    return write_parquet((call.record() for call in calls), path, CALL_SCHEMA)
 
 
 def write_parquet(

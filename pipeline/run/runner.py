@@ -18,7 +18,7 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from itertools import islice
@@ -41,6 +41,14 @@ from pipeline.core.errors import (
 )
 from pipeline.core.limits import Clock, Sleep
 from pipeline.core.models import Call, CallResult, Document, Section, Usage, utc
+from pipeline.core.rows import (
+    DOCUMENT_COLUMNS,
+    CallRow,
+    DocumentRow,
+    Status,
+    column_of,
+    structured_columns,
+)
 from pipeline.engine.batch import BatchEngine
 from pipeline.engine.client import Endpoint, MessagesClient
 from pipeline.engine.pool import Engine, RunTotals
@@ -48,7 +56,6 @@ from pipeline.engine.retry import RetryPolicy
 from pipeline.output import report
 from pipeline.output.progress import Display
 from pipeline.output.report import RunInfo, Tally
-from pipeline.output.sink import CALL_SCHEMA, DOC_SCHEMA, fit, structured_schema, write_parquet
 from pipeline.readers import Candidate, InputOptions, read_document, remote
 from pipeline.readers.formats import lookup
 from pipeline.readers.options import TableOptions
@@ -89,8 +96,8 @@ class DocumentRun:
     request_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     done: bool = False
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    call_rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[DocumentRow] = field(default_factory=list)
+    call_rows: list[CallRow] = field(default_factory=list)
 
     def account(self, result: CallResult) -> None:
         self.attempts += len(result.attempts)
@@ -132,7 +139,7 @@ class JobRunner:
         self.client = client
         self.budget = job.chunk_budget(estimate_text)
         self.budget_guard = BudgetGuard(job, self.tally)
-        self.structured_columns = structured_schema(
+        self.structured_columns = structured_columns(
             spec.structured.schema_ if spec.structured else None
         )
         options = input_options(job)
@@ -321,11 +328,11 @@ class JobRunner:
                 self._succeeded(run, part, result)
         if not run.pending:
             del self._open[doc_id]
-            errors = [row["error_type"] for row in run.rows if row["status"] == "error"]
-            self.tally.document([row["status"] for row in run.rows], next(iter(errors), None))
+            errors = [row.error_type for row in run.rows if row.status == "error"]
+            self.tally.document([row.status for row in run.rows], next(iter(errors), None))
             run.rows.sort(key=_row_order)
             source = run.document.source
-            if run.rows and all(row["status"] == "ok" for row in run.rows):
+            if run.rows and all(row.status == "ok" for row in run.rows):
                 self.store.save(self._key(run.document), source, run.rows, run.call_rows)
             else:
                 self.store.add_other(source, run.rows, run.call_rows)
@@ -448,43 +455,42 @@ class JobRunner:
 
     # ---- rows --------------------------------------------------------------------------
 
-    def _add_row(self, run: DocumentRun, *, status: str, **values: Any) -> None:
+    def _add_row(self, run: DocumentRun, *, status: Status, **values: Any) -> None:
         document = run.document
         structured = values.pop("structured", None)
-        row: dict[str, Any] = {
-            "doc_id": document.doc_id,
-            "source": document.source,
-            "status": status,
-            "chunks": run.chunk_count,
-            "input_tokens": run.usage.input_tokens,
-            "output_tokens": run.usage.output_tokens,
-            "cache_read_input_tokens": run.usage.cache_read_input_tokens,
-            "cache_creation_input_tokens": run.usage.cache_creation_input_tokens,
-            "cost_usd": self._cost(run.usage),
-            "attempts": run.attempts,
-            "latency_s": round(run.latency_s, 3),
-            "request_ids": list(run.request_ids),
-            "started_at": utc(run.started_at),
-            "finished_at": utc(time.time()),
-            "kind": document.kind,
-            "language": document.language,
-            "notes": list(document.notes) + run.notes,
-            "content_hash": document.content_hash,
-            **{name: fit(value, self.kept_columns[name]) for name, value in document.kept.items()},
-            **values,
-        }
+        extra: dict[str, Any] = dict(document.kept)
         if structured is not None:
-            row["structured_json"] = json.dumps(structured, ensure_ascii=False)
+            values["structured_json"] = json.dumps(structured, ensure_ascii=False)
             properties = (
                 self.job.spec.structured.schema_["properties"] if self.job.spec.structured else {}
             )
-            for name in properties:
-                column = f"field_{name}" if name in DOC_SCHEMA else name
-                row[column] = fit(structured.get(name), self.structured_columns[column])
+            extra.update({column_of(name): structured.get(name) for name in properties})
+        row = DocumentRow(
+            doc_id=document.doc_id,
+            source=document.source,
+            status=status,
+            chunks=run.chunk_count,
+            input_tokens=run.usage.input_tokens,
+            output_tokens=run.usage.output_tokens,
+            cache_read_input_tokens=run.usage.cache_read_input_tokens,
+            cache_creation_input_tokens=run.usage.cache_creation_input_tokens,
+            cost_usd=self._cost(run.usage),
+            attempts=run.attempts,
+            latency_s=round(run.latency_s, 3),
+            request_ids=tuple(run.request_ids),
+            started_at=utc(run.started_at),
+            finished_at=utc(time.time()),
+            kind=document.kind,
+            language=document.language,
+            notes=(*document.notes, *run.notes),
+            content_hash=document.content_hash,
+            extra=extra,
+            **values,
+        )
         run.rows.append(row)
 
     def _problem_row(self, source: str, problem: InputProblem) -> None:
-        status = "skipped" if isinstance(problem, Skipped) else "error"
+        status: Status = "skipped" if isinstance(problem, Skipped) else "error"
         log.log(
             logging.INFO if status == "skipped" else logging.WARNING,
             "%s",
@@ -493,44 +499,36 @@ class JobRunner:
         )
         self.tally.document([status], problem.kind)
         now = utc(time.time())
-        row = {
-            "doc_id": _source_id(source),
-            "source": source,
-            "status": status,
-            "chunks": 0,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "cache_creation_input_tokens": 0,
-            "attempts": 0,
-            "latency_s": 0.0,
-            "request_ids": [],
-            "error_type": problem.kind,
-            "error_message": problem.message,
-            "started_at": now,
-            "finished_at": now,
-            "notes": [],
-            **{name: fit(value, self.kept_columns[name]) for name, value in problem.kept.items()},
-        }
+        row = DocumentRow(
+            doc_id=_source_id(source),
+            source=source,
+            status=status,
+            error_type=problem.kind,
+            error_message=problem.message,
+            started_at=now,
+            finished_at=now,
+            extra=dict(problem.kept),
+        )
         self.store.add_other(source, [row], [])
 
     def _log_calls(self, run: DocumentRun, part: str, result: CallResult) -> None:
         doc_id = run.document.doc_id
+        reply = result.reply
         for attempt in result.attempts:
-            ok = attempt.status == 200 and result.reply is not None
-            row = {
-                "doc_id": doc_id,
-                "call": part,
-                "attempt": attempt.number,
-                "status": attempt.status,
-                "error_type": attempt.error_kind,
-                "request_id": attempt.request_id,
-                "latency_s": round(attempt.latency_s, 4),
-                "started_at": utc(attempt.started_at),
-                "input_tokens": result.reply.usage.input_tokens if ok and result.reply else None,
-                "output_tokens": result.reply.usage.output_tokens if ok and result.reply else None,
-                "stop_reason": result.reply.stop_reason if ok and result.reply else None,
-            }
+            ok = attempt.status == 200 and reply is not None
+            row = CallRow(
+                doc_id=doc_id,
+                call=part,
+                attempt=attempt.number,
+                status=attempt.status,
+                error_type=attempt.error_kind,
+                request_id=attempt.request_id,
+                latency_s=round(attempt.latency_s, 4),
+                started_at=utc(attempt.started_at),
+                input_tokens=reply.usage.input_tokens if ok and reply else None,
+                output_tokens=reply.usage.output_tokens if ok and reply else None,
+                stop_reason=reply.stop_reason if ok and reply else None,
+            )
             run.call_rows.append(row)
 
     # ---- the run -----------------------------------------------------------------------
@@ -643,7 +641,7 @@ class JobRunner:
         return (
             self.ended != "completed"
             and self.job.output_path.exists()
-            and next(self.store.output("rows"), None) is None
+            and next(self.store.output_rows(), None) is None
         )
 
     def _publish(self, url: str) -> None:
@@ -656,19 +654,22 @@ class JobRunner:
             remote.publish(local, url if local == out else remote.sibling(url, local.name))
 
     def _write(self, totals: RunTotals | None) -> RunOutcome:
-        schema = {**DOC_SCHEMA, **self.structured_columns, **self.kept_columns}
+        from pipeline.output import sink  # polars and pyarrow: loaded when the files are written
+
+        structured = {c: sink.dtype_for(s) for c, s in self.structured_columns.items()}
         by_status: Counter[str] = Counter()
 
-        def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        def counted(rows: Iterator[DocumentRow]) -> Iterator[DocumentRow]:
             for row in rows:
-                by_status[row["status"]] += 1
+                by_status[row.status] += 1
                 yield row
 
         keep = self._keeps_earlier_output()
         rows = 0
         if not keep:
-            rows = write_parquet(counted(self.store.output("rows")), self.job.output_path, schema)
-            write_parquet(self.store.output("calls"), self.job.calls_path, CALL_SCHEMA)
+            extra = {**structured, **self.kept_columns}
+            rows = sink.write_rows(counted(self.store.output_rows()), self.job.output_path, extra)
+            sink.write_calls(self.store.output_calls(), self.job.calls_path)
         info = RunInfo(
             job=self.job.name,
             model=self.job.spec.model.name,
@@ -713,7 +714,8 @@ def _table_options(job: Job) -> TableOptions | None:
     if inputs.text_column is None:
         return None
     spec = job.spec
-    taken = {*DOC_SCHEMA, *structured_schema(spec.structured.schema_ if spec.structured else None)}
+    structured = structured_columns(spec.structured.schema_ if spec.structured else None)
+    taken = {*DOCUMENT_COLUMNS, *structured}
     return TableOptions(
         text_column=inputs.text_column,
         id_column=inputs.id_column,
@@ -781,8 +783,8 @@ def _first_pipeline_error(group: BaseExceptionGroup[Any]) -> PipelineError | Non
     return None
 
 
-def _row_order(row: Mapping[str, Any]) -> tuple[str, int]:
-    return (row["source"], row.get("chunk") or 0)
+def _row_order(row: DocumentRow) -> tuple[str, int]:
+    return (row.source, row.chunk or 0)
 
 
 def _source_id(source: str) -> str:

@@ -21,13 +21,14 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from pipeline.core.errors import ConfigError, RunBusy
+from pipeline.core.rows import CallRow, DocumentRow
 
 _SCHEMA = """
 create table if not exists documents (
@@ -60,7 +61,6 @@ _RUN_SCHEMA = (
     "create temp table seen (key text primary key, source text not null)",
     "create temp table other_rows (source text not null, rows text not null, calls text not null)",
 )
-_DATETIMES = ("started_at", "finished_at")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 JOURNALS = ("-wal", "-shm", "-journal")
 
@@ -179,17 +179,11 @@ def run_summaries(path: Path, last: int = 60) -> list[dict[str, Any]]:
     return [json.loads(summary) for (summary,) in reversed(found)]
 
 
-def _encode(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
-
-
-def _decode(text: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(text)
-    for row in rows:
-        for name in _DATETIMES:
-            if isinstance(row.get(name), str):
-                row[name] = datetime.fromisoformat(row[name])
-    return rows
+def _encode(rows: Sequence[DocumentRow | CallRow]) -> str:
+    return json.dumps(
+        [row.record() for row in rows],
+        default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v),
+    )
 
 
 _BUSY_TIMEOUT_MS = 60_000  # two connections write: one waits for the other's commit
@@ -327,35 +321,39 @@ class ResultStore:
         return found is not None
 
     def save(
-        self, key: str, source: str, rows: list[dict[str, Any]], calls: list[dict[str, Any]]
+        self, key: str, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]
     ) -> None:
         """Commit one finished document, durably, with the next group (see the module's
         docstring): it returns at once."""
         self._saved.add((key, _encode(rows), _encode(calls)))
         self._db.execute("insert or replace into seen values (?, ?)", (key, source))
 
-    def add_other(
-        self, source: str, rows: list[dict[str, Any]], calls: list[dict[str, Any]]
-    ) -> None:
+    def add_other(self, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]) -> None:
         """Rows of this run that are not finished work (errors, skips): output only."""
         self._db.execute(
             "insert into other_rows values (?, ?, ?)", (source, _encode(rows), _encode(calls))
         )
 
-    def output(self, column: str) -> Iterator[dict[str, Any]]:
-        """This run's output rows (``column="rows"``, by source) or call rows (``"calls"``),
-        one at a time."""
-        assert column in ("rows", "calls")
+    def output_rows(self) -> Iterator[DocumentRow]:
+        """This run's output rows, by source, one at a time."""
+        for source, record in self._output("rows"):
+            record["source"] = source  # a table row reused from a table since renamed or moved
+            yield DocumentRow.from_record(record)
+
+    def output_calls(self) -> Iterator[CallRow]:
+        """The calls of this run's output rows, by source, one at a time."""
+        for _, record in self._output("calls"):
+            yield CallRow.from_record(record)
+
+    def _output(self, column: str) -> Iterator[tuple[str, dict[str, Any]]]:
         self._saved.flush()
         query = (
             f"select s.source, d.{column} from seen s join documents d on d.key = s.key "
             f"union all select source, {column} from other_rows order by 1"
         )
         for source, encoded in self._db.execute(query):
-            for row in _decode(encoded):
-                if "source" in row:  # a table row reused from a table since renamed or moved
-                    row["source"] = source
-                yield row
+            for record in json.loads(encoded):
+                yield source, record
 
     # ---- Objects in storage: which document an unchanged object was, without downloading it ----
 
