@@ -56,7 +56,8 @@ import anthropic
 import httpx
 
 from bench import table
-from pipeline.core.limits import Limits, Pacer, Reservation
+from pipeline.core.limits import Limits
+from pipeline.engine.pacer import Pacer, Reservation
 from pipeline.core.models import Call, CallResult
 from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
 from pipeline.engine.pool import Engine

@@ -7,13 +7,9 @@ pipeline`` stays cheap.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("pipeline")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+from pipeline.core.version import __version__
 
 if TYPE_CHECKING:
     from pipeline.api import Progress, endpoint_for, load_job, run_job, run_job_async

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import __version__
+from pipeline.core.version import __version__
 from pipeline.core import logs
 from pipeline.core.errors import (
     ConfigError,

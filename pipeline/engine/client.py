@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 from httpx2 import EventSource, SSEError
 
-from pipeline import __version__
+from pipeline.core.version import __version__
 from pipeline.core.errors import (
     AuthenticationFailed,
     BillingProblem,

@@ -35,7 +35,8 @@ from pipeline.core.errors import (
     RunFatal,
     Transient,
 )
-from pipeline.core.limits import Clock, Limits, Pacer, Sleep
+from pipeline.core.limits import Clock, Limits, Sleep
+from pipeline.engine.pacer import Pacer
 from pipeline.core.models import Attempt, Call, CallResult, Reply
 from pipeline.engine.client import MessagesClient
 from pipeline.engine.preflight import check_endpoint, unreachable

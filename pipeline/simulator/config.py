@@ -11,24 +11,24 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.core import catalogue
+from pipeline.core import catalogue, defaults
 from pipeline.core.errors import ConfigError
 from pipeline.core.limits import Limits
 
 CONTEXT_WINDOW = catalogue.DEFAULT_WINDOW  # each model's own is in the table; all are 200K
 MAX_BODY_BYTES = 32 * 1024 * 1024
-DEFAULT_API_KEY = "sk-sim-local-key"
+DEFAULT_API_KEY = defaults.SIMULATOR_API_KEY
 # The shortest prefix the real API caches on Sonnet 4/4.5 and Opus 4/4.1 (other models: 2,048
 # or 4,096); shorter prefixes are processed without caching, silently.
 CACHE_MIN_TOKENS = 1_024
 BATCH_MAX_REQUESTS = 100_000
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 
-# Which models the simulator serves: the ids on MegaLLM's page (by default: the gateway this
-# project is for), Anthropic's current list (with its aliases), or both. Facts, prices and
-# order come from the one table (``pipeline.core.catalogue``); anything else is a 404.
-ModelSet = Literal["gateway", "anthropic", "both"]
-MODEL_SETS: tuple[ModelSet, ...] = ("gateway", "anthropic", "both")
+# Which models the simulator serves (``pipeline.core.defaults``: the command line offers them
+# without importing the simulator). Facts, prices and order come from the one table
+# (``pipeline.core.catalogue``); anything else is a 404.
+ModelSet = defaults.ModelSet
+MODEL_SETS = defaults.MODEL_SETS
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from pipeline.core.limits import Limits, Pacer
+from pipeline.core.limits import Limits
+from pipeline.engine.pacer import Pacer
 from tests.conftest import FakeClock
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipeline import __version__
+from pipeline.core.version import __version__
 from pipeline.core.atomic import replacing
 from pipeline.core.errors import ConfigError
 from pipeline.core.logs import escape_controls
