@@ -60,9 +60,10 @@ import httpx
 
 from bench import table
 from bench.rate_use import SIMULATE, SimulatorProcess, build_workload
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.client import MessagesClient
 from pipeline.engine.pool import Engine
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY

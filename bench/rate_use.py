@@ -56,10 +56,11 @@ import anthropic
 import httpx
 
 from bench import table
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import Limits
-from pipeline.engine.pacer import Pacer, Reservation
 from pipeline.core.models import Call, CallResult
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.client import MessagesClient
+from pipeline.engine.pacer import Pacer, Reservation
 from pipeline.engine.pool import Engine
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY, count_request, request_digest

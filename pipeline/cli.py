@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.core.version import __version__
 from pipeline.core import logs
 from pipeline.core.errors import (
     ConfigError,
@@ -39,12 +38,13 @@ from pipeline.core.errors import (
     Transient,
 )
 from pipeline.core.limits import TIERS, Limits
+from pipeline.core.version import __version__
 from pipeline.output import report
 from pipeline.simulator.config import DEFAULT_API_KEY, MODEL_SETS, SimulatorConfig
 
 if TYPE_CHECKING:
+    from pipeline.config.endpoint import Endpoint
     from pipeline.config.spec import Job
-    from pipeline.engine.client import Endpoint
     from pipeline.output.progress import Display
     from pipeline.run.runner import RunOutcome
 
@@ -402,7 +402,7 @@ def _load(args: argparse.Namespace) -> Job:
 def _job_endpoint(job: Job) -> Endpoint | None:
     """The endpoint a run of ``job`` would use, or None when no key is set (then the model
     cannot be checked, and is not: ``validate`` and ``plan`` work without a key)."""
-    from pipeline.engine.client import KEY_VARIABLES, resolve_endpoint
+    from pipeline.config.endpoint import KEY_VARIABLES, resolve_endpoint
 
     spec = job.spec.endpoint
     names = (spec.api_key_env, *KEY_VARIABLES) if spec.api_key_env else KEY_VARIABLES
@@ -449,8 +449,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from pipeline.config.endpoint import ApiKey, Endpoint, resolve_endpoint
     from pipeline.engine import preflight
-    from pipeline.engine.client import ApiKey, Endpoint, resolve_endpoint
     from pipeline.simulator import SimulatorServer
 
     if args.simulate:
@@ -470,7 +470,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from pipeline.engine.client import ApiKey, Endpoint, resolve_endpoint
+    from pipeline.config.endpoint import ApiKey, Endpoint, resolve_endpoint
     from pipeline.simulator import SimulatorServer
     from pipeline.simulator.config import Latency
 
@@ -557,7 +557,8 @@ def _run(
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from pipeline.engine.client import MessagesClient, resolve_endpoint
+    from pipeline.config.endpoint import resolve_endpoint
+    from pipeline.engine.client import MessagesClient
     from pipeline.run import plan
     from pipeline.run.runner import check_inputs
 

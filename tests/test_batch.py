@@ -17,8 +17,8 @@ import anyio
 import polars as pl
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import Job, load_job
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Batches, SimulatorConfig, SimulatorServer
 from tests.conftest import FakeClock, StartSimulator

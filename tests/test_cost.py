@@ -10,9 +10,9 @@ import anyio
 import polars as pl
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import Job, parse_spec
 from pipeline.core.models import Usage
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.shaping.planner import Unit, request_for
 from pipeline.shaping.tokens import estimate_request

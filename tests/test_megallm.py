@@ -15,10 +15,11 @@ import pytest
 from pypdf import PdfWriter
 
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import load_job, parse_spec
 from pipeline.core import catalogue
 from pipeline.core.errors import ConfigError, ModelNotFound, NotOffered
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.client import MessagesClient
 from pipeline.engine.preflight import check_endpoint
 from pipeline.run.plan import make_plan
 from pipeline.run.runner import run_job

@@ -14,9 +14,9 @@ import anyio
 import polars as pl
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import load_job
 from pipeline.core.errors import AuthenticationFailed
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import CONTEXT_WINDOW, SimulatorConfig, SimulatorServer
 from tests.conftest import StartSimulator

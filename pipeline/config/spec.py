@@ -26,12 +26,12 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.config.endpoint import normalise_base_url
 from pipeline.core import catalogue
 from pipeline.core.atomic import partial_affixes
 from pipeline.core.errors import ConfigError
 from pipeline.core.limits import TIERS, Limits
 from pipeline.core.pricing import Price
-from pipeline.engine.client import normalise_base_url
 from pipeline.output.report import page_path, report_path
 from pipeline.readers import patterns, remote
 from pipeline.readers.sensitive import secret_by_content, secret_by_name

@@ -36,9 +36,9 @@ from pipeline.core.errors import (
     Transient,
 )
 from pipeline.core.limits import Clock, Limits, Sleep
-from pipeline.engine.pacer import Pacer
 from pipeline.core.models import Attempt, Call, CallResult, Reply
 from pipeline.engine.client import MessagesClient
+from pipeline.engine.pacer import Pacer
 from pipeline.engine.preflight import check_endpoint, unreachable
 from pipeline.engine.retry import RetryPolicy, call_with_retries
 

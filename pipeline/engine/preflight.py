@@ -17,10 +17,11 @@ from urllib.parse import quote
 
 import anyio
 
+from pipeline.config.endpoint import Endpoint, redact_error
 from pipeline.config.spec import Job
 from pipeline.core import catalogue
 from pipeline.core.errors import ConnectionFailed, HostUnreachable, ModelNotFound, NotOffered
-from pipeline.engine.client import Endpoint, MessagesClient, redact_error
+from pipeline.engine.client import MessagesClient
 
 MAX_PAGES = 20  # of up to 1,000 models each: more than any endpoint serves
 _SHOWN = 12  # ids named in an error, at most

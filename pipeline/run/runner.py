@@ -29,6 +29,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pipeline.config.endpoint import Endpoint
 from pipeline.config.spec import Job
 from pipeline.core import logs
 from pipeline.core.errors import (
@@ -50,7 +51,7 @@ from pipeline.core.rows import (
     structured_columns,
 )
 from pipeline.engine.batch import BatchEngine
-from pipeline.engine.client import Endpoint, MessagesClient
+from pipeline.engine.client import MessagesClient
 from pipeline.engine.pool import Engine, RunTotals
 from pipeline.engine.retry import RetryPolicy
 from pipeline.output import report

@@ -9,14 +9,9 @@ from typing import Any
 import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint, normalise_base_url, resolve_endpoint
 from pipeline.core import errors
-from pipeline.engine.client import (
-    ApiKey,
-    Endpoint,
-    MessagesClient,
-    normalise_base_url,
-    resolve_endpoint,
-)
+from pipeline.engine.client import MessagesClient
 from pipeline.simulator import SimulatorServer
 
 KEY = "sk-test-SECRET-5f3a9c"

@@ -12,10 +12,11 @@ import anyio.lowlevel
 import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core import errors
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.client import MessagesClient
 from pipeline.engine.pool import Engine
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import (

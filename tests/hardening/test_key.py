@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_USAGE, main
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.config.endpoint import ApiKey, Endpoint
+from pipeline.engine.client import MessagesClient
 from pipeline.simulator import SimulatorConfig
 from tests.conftest import TEST_MODELS, StartSimulator
 from tests.hardening.support import KEY, Answer, Handler, Seen, error_reply, loopback, small_job

@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import MAX_PAUSE_S, Limits
 from pipeline.core.models import Call
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.client import MessagesClient
 from pipeline.engine.pool import Engine
 from pipeline.simulator import Faults, SimulatorConfig
 from tests.conftest import TEST_MODELS, FakeClock, StartSimulator

@@ -14,8 +14,8 @@ import httpx2 as httpx  # the client's HTTP stack: its transports and responses
 import polars as pl
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import load_job
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.run.runner import run_job
 from tests.conftest import StartSimulator
 from tests.readers.support import png_bytes, write

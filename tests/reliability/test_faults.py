@@ -23,9 +23,9 @@ import anyio.lowlevel
 import polars as pl
 import pytest
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import Job, load_job
 from pipeline.core.errors import HostUnreachable
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.output.report import report_path
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.config.endpoint import ApiKey, Endpoint
+from pipeline.engine.client import MessagesClient
 from pipeline.simulator import Batches, Faults, SimulatorConfig
 from tests.conftest import StartSimulator
 

@@ -17,9 +17,9 @@ from moto import settings as moto_settings
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from pipeline.cli import EXIT_FATAL, main
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import load_job
 from pipeline.core.errors import InputProblem
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.readers import Candidate, InputOptions, remote
 from pipeline.readers.sources import find
 from pipeline.run import plan

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import load_job
 from pipeline.core.errors import ConfigError
-from pipeline.engine.client import ApiKey, Endpoint
 from pipeline.run import plan
 from pipeline.run.runner import run_job
 from pipeline.simulator import SimulatorServer

@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from pipeline.core.version import __version__
 from pipeline.core.atomic import replacing
 from pipeline.core.errors import ConfigError
 from pipeline.core.logs import escape_controls
+from pipeline.core.version import __version__
 from pipeline.output import report
 from pipeline.output.page import svg
 from pipeline.output.page.data import PageData, Table, gather
