@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.config import paths
 from pipeline.core import logs
 from pipeline.core.errors import (
     ConfigError,
@@ -496,9 +497,9 @@ def run_job_command(args: argparse.Namespace) -> int:
         log.info("run report", extra={"event": "report", "report": outcome.report})
     elif not args.quiet:
         logs.echo(report.render(outcome.report))
-        logs.echo(f"  report     {report.report_path(outcome.output)}")
+        logs.echo(f"  report     {paths.report_path(outcome.output)}")
         if spec.output.html_report:
-            logs.echo(f"  page       {report.page_path(outcome.output)}")
+            logs.echo(f"  page       {paths.page_path(outcome.output)}")
     if outcome.ended == "interrupted":
         log.warning("interrupted; run the same command again to finish")
         return EXIT_INTERRUPTED

@@ -27,14 +27,20 @@ from pydantic import (
 )
 
 from pipeline.config.endpoint import normalise_base_url
+from pipeline.config.paths import (
+    glob_start,
+    is_url,
+    literal_pattern,
+    local_copy,
+    page_path,
+    report_path,
+)
 from pipeline.core import catalogue
 from pipeline.core.atomic import partial_affixes
 from pipeline.core.errors import ConfigError
 from pipeline.core.limits import TIERS, Limits
 from pipeline.core.pricing import Price
-from pipeline.output.report import page_path, report_path
-from pipeline.readers import patterns, remote
-from pipeline.readers.sensitive import secret_by_content, secret_by_name
+from pipeline.core.sensitive import secret_by_content, secret_by_name
 
 # The largest window and output of a model in the table: no request can ask for more.
 CONTEXT_WINDOW = max(model.window for model in catalogue.MODELS)
@@ -331,7 +337,7 @@ class Job:
         """The spec with what a run writes added to ``inputs.exclude`` where it lies inside an
         input folder (``pipeline run job.toml . --output review.parquet``, or a ``--log-file``
         there), so that no run reads its own results, state, lock or log as inputs."""
-        written = [(path, patterns.literal(path.name)) for path in self.own_files]
+        written = [(path, literal_pattern(path.name)) for path in self.own_files]
         # the files as they are written, before they replace the old ones (``pipeline.core.atomic``)
         for path in (
             self.output_path,
@@ -340,7 +346,7 @@ class Job:
             page_path(self.output_path),
         ):
             prefix, _ = partial_affixes(path)
-            pattern = patterns.literal(prefix) + "*partial"  # .NAME.XXXXXXXX.partial
+            pattern = literal_pattern(prefix) + "*partial"  # .NAME.XXXXXXXX.partial
             written.append((path, pattern))
         excluded: list[str] = []
         for root in self._input_roots():
@@ -352,7 +358,7 @@ class Job:
                 inside = (
                     ""
                     if relative == os.curdir
-                    else patterns.literal(Path(relative).as_posix()) + "/"
+                    else literal_pattern(Path(relative).as_posix()) + "/"
                 )
                 excluded.append(f"/{inside}{pattern}")
         if not excluded:
@@ -364,10 +370,7 @@ class Job:
 
     def _input_roots(self) -> list[Path]:
         """The folders the inputs are walked from: each path, or the fixed part of a glob."""
-        return [
-            start[0] if (start := patterns.glob_start(given)) else given
-            for given in self.input_paths
-        ]
+        return [start[0] if (start := glob_start(given)) else given for given in self.input_paths]
 
     @property
     def own_files(self) -> tuple[Path, ...]:
@@ -398,24 +401,24 @@ class Job:
     @property
     def input_paths(self) -> tuple[Path, ...]:
         """The local inputs (files, folders, globs); URLs are in ``input_urls``."""
-        return tuple(self.resolve(p) for p in self.spec.inputs.paths if not remote.is_url(p))
+        return tuple(self.resolve(p) for p in self.spec.inputs.paths if not is_url(p))
 
     @property
     def input_urls(self) -> tuple[str, ...]:
         """Inputs in object storage (``s3://bucket/prefix`` and other fsspec URLs)."""
-        return tuple(p for p in self.spec.inputs.paths if remote.is_url(p))
+        return tuple(p for p in self.spec.inputs.paths if is_url(p))
 
     @property
     def output_url(self) -> str | None:
         """``output.path`` when it is a URL: the results are written locally at
         ``output_path`` (with the state beside them) and uploaded there at the end."""
         path = self.spec.output.path
-        return path if path and remote.is_url(path) else None
+        return path if path and is_url(path) else None
 
     @property
     def output_path(self) -> Path:
         if self.output_url is not None:
-            return remote.local_copy(self.output_url)
+            return local_copy(self.output_url)
         if self.spec.output.path:
             return self.resolve(self.spec.output.path)
         return self.base_dir / "out" / f"{self.name}.parquet"
@@ -725,11 +728,11 @@ def load_job(
     if inputs:
         # Paths given on the command line are the user's, relative to where they stand.
         data.setdefault("inputs", {})["paths"] = [
-            p if remote.is_url(p) else str(Path(p).resolve()) for p in inputs
+            p if is_url(p) else str(Path(p).resolve()) for p in inputs
         ]
     if output:
         data.setdefault("output", {})["path"] = (
-            output if remote.is_url(output) else str(Path(output).resolve())
+            output if is_url(output) else str(Path(output).resolve())
         )
     if base_url:
         data.setdefault("endpoint", {})["base_url"] = base_url

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.paths import report_path
 from pipeline.core import rates
 from pipeline.core.atomic import replacing
 from pipeline.core.errors import ConfigError
@@ -267,15 +268,6 @@ def duration(seconds: float) -> str:
 
 
 # ---- files ---------------------------------------------------------------------------
-
-
-def report_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}.report.json")
-
-
-def page_path(output: Path) -> Path:
-    """The HTML page of the report (``pipeline.output.page``), beside the JSON."""
-    return output.with_name(f"{output.stem}.report.html")
 
 
 def write(report: dict[str, Any], output: Path) -> Path:

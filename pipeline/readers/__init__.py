@@ -2,7 +2,6 @@
 
     discover(options)            walk inputs.paths: Candidates, and InputProblems to report
       patterns                   .gitignore (nested too), include/exclude, globs
-      sensitive                  credentials by name (and, when read, by content)
     read_document(candidate)     one file -> Document, or raises an InputProblem
       formats                    the lookup by suffix: kind, language, media type
       text                       UTF-8, byte-order marks, a detected fallback encoding

@@ -23,17 +23,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.config.paths import glob_start
 from pipeline.core.errors import ConfigError, InputProblem, Skipped, Unreadable
+from pipeline.core.sensitive import secret_by_name
 from pipeline.readers.formats import BINARY, IMAGES, JUNK_NAMES, TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
-from pipeline.readers.patterns import Filters, Glob, IgnoreRules, glob_start
+from pipeline.readers.patterns import Filters, Glob, IgnoreRules
 from pipeline.readers.read import (
     binary_file,
     image_in_text_mode,
     secret_file,
     too_large,
 )
-from pipeline.readers.sensitive import secret_by_name
 
 SKIPPED_DIRS = frozenset((".git", ".hg", ".svn"))
 

@@ -1,5 +1,6 @@
 """Which files a walk keeps: ``.gitignore`` files (nested ones too, as git reads them), the job's
-include/exclude patterns, and the rest of a glob given in ``inputs.paths``.
+include/exclude patterns, and the rest of a glob given in ``inputs.paths`` (where a glob
+starts: ``pipeline.config.paths``).
 
 Patterns are compiled once: the job's when discovery starts, each ``.gitignore`` when the walk
 enters its folder.
@@ -7,16 +8,12 @@ enters its folder.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
 from pipeline.core.errors import ConfigError
-
-GLOB_CHARS = frozenset("*?[")
 
 
 def compile_patterns(lines: Sequence[str], field: str) -> GitIgnoreSpec | None:
@@ -76,42 +73,12 @@ class Filters:
         return self._exclude is None or not self._exclude.match_file(relative)
 
 
-def literal(text: str) -> str:
-    """``text`` (a path below a root, or part of one) as a pattern that matches it exactly:
-    its special characters escaped, trailing spaces kept. Prefix ``/`` to anchor it."""
-    escaped = "".join(f"\\{c}" if c in "\\[]!*#?" else c for c in text)
-    stripped = escaped.rstrip(" ")
-    return stripped + "\\ " * (len(escaped) - len(stripped))  # git strips bare ones
-
-
 def _parses(line: str) -> bool:
     try:
         GitIgnoreSpec.from_lines([line])
     except (ValueError, TypeError):
         return False
     return True
-
-
-def split_glob(parts: Sequence[str]) -> tuple[int, tuple[str, ...]] | None:
-    """Where a path's glob starts: (index of the first part with * ? or [, the parts from
-    there); None if the path is not a glob."""
-    for index, part in enumerate(parts):
-        if GLOB_CHARS.intersection(part):
-            return index, tuple(parts[index:])
-    return None
-
-
-def glob_start(given: Path) -> tuple[Path, tuple[str, ...]] | None:
-    """For an input path that is a glob: the folder it starts from and its pattern parts.
-    None for a path that exists (a name with [ or * that exists is taken as it is) or has
-    no glob characters."""
-    if os.path.lexists(given):
-        return None
-    where = split_glob(given.parts)
-    if where is None:
-        return None
-    index, parts = where
-    return (Path(*given.parts[:index]) if index else Path()), parts
 
 
 class Glob:

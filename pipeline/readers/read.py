@@ -25,10 +25,10 @@ from pipeline.core.errors import (
     Unreadable,
 )
 from pipeline.core.models import Attachment, Document, Section
+from pipeline.core.sensitive import secret_by_content, secret_by_name
 from pipeline.readers import images
 from pipeline.readers.formats import Format, Kind, is_binary_suffix, lookup, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
-from pipeline.readers.sensitive import secret_by_content, secret_by_name
 from pipeline.readers.text import NotText, decode, may_hold_nul
 
 PdfTextReader = Callable[[bytes, str], tuple[tuple[Section, ...], tuple[str, ...]]]

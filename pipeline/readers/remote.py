@@ -14,56 +14,28 @@ S3-compatible service): nothing here reads, stores or prints them.
   document an (URL, ETag, size) was, so a re-run finds an unchanged object's result without
   downloading it (``pipeline.run.runner``).
 - ``output.path`` may be a URL. The results are written locally first, atomically, under
-  ``local_copy(url)`` (the state database, its lock and the report stay there, on this
-  machine), then each file is uploaded with one ``put_file``. On S3 an object appears only
-  when its PUT (or, over 50 MB, the multipart upload's ``CompleteMultipartUpload``) succeeds,
-  whole: a reader sees the previous results or the new ones, never half a file, and an
-  upload that fails leaves the previous object in place.
+  ``local_copy(url)`` (``pipeline.config.paths``: the state database, its lock and the report
+  stay there, on this machine), then each file is uploaded with one ``put_file``. On S3 an
+  object appears only when its PUT (or, over 50 MB, the multipart upload's
+  ``CompleteMultipartUpload``) succeeds, whole: a reader sees the previous results or the new
+  ones, never half a file, and an upload that fails leaves the previous object in place.
 - A refused credential, or a store that cannot be reached, stops the run before anything is
   sent (``StorageRefused``: exit 3), naming the bucket.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from pipeline.core.errors import ConfigError, InputProblem, StorageRefused, Unreadable
+from pipeline.core.sensitive import secret_by_name
 from pipeline.readers.formats import BINARY, IMAGES, TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.patterns import Filters
 from pipeline.readers.read import binary_file, image_in_text_mode, secret_file, too_large
-from pipeline.readers.sensitive import secret_by_name
-
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-STATE_DIR_ENV = "PIPELINE_STATE_DIR"
-
-
-def is_url(text: str) -> bool:
-    """``s3://bucket/key`` and the like (``file://`` included); not a local path."""
-    return bool(_URL.match(text))
-
-
-def state_dir() -> Path:
-    """Where results for a URL output are kept on this machine: ``$PIPELINE_STATE_DIR``,
-    else ``$XDG_STATE_HOME/pipeline``, else ``~/.local/state/pipeline``."""
-    if given := os.environ.get(STATE_DIR_ENV):
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "pipeline"
-
-
-def local_copy(url: str) -> Path:
-    """The local twin of an output URL: ``STATE_DIR/remote/<hash of the URL>/NAME``. The
-    state database and lock sit beside it, so a second run to the same URL waits its turn."""
-    name = url.rstrip("/").rsplit("/", 1)[-1] or "results.parquet"
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return state_dir() / "remote" / digest / name
 
 
 def bucket_of(url: str) -> str:

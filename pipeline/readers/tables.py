@@ -43,12 +43,12 @@ import pyarrow.parquet as pq
 
 from pipeline.core.errors import ConfigError, EmptyFile, InputProblem, Skipped, TooLarge, Unreadable
 from pipeline.core.models import Document, Section
+from pipeline.core.sensitive import secret_by_content
 from pipeline.readers import remote
 from pipeline.readers.discover import printable
 from pipeline.readers.formats import TABLES, suffix_of
 from pipeline.readers.options import Candidate, InputOptions, TableOptions
 from pipeline.readers.read import _OPEN_FLAGS, document_id, secret_file
-from pipeline.readers.sensitive import secret_by_content
 from pipeline.readers.table_records import Record, cell, records, text_of
 
 FORMATS = {

@@ -30,6 +30,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.config.endpoint import Endpoint
+from pipeline.config.paths import page_path, report_path
 from pipeline.config.spec import Job
 from pipeline.core import logs
 from pipeline.core.errors import (
@@ -649,8 +650,8 @@ class JobRunner:
         """Upload the files written locally to ``url`` and beside it: calls and report first,
         the results last, each replacing what was there whole (``readers.remote``)."""
         out = self.job.output_path
-        page = report.page_path(out)
-        first = (self.job.calls_path, report.report_path(out), *([page] if page.exists() else []))
+        page = page_path(out)
+        first = (self.job.calls_path, report_path(out), *([page] if page.exists() else []))
         for local in (*first, out):
             remote.publish(local, url if local == out else remote.sibling(url, local.name))
 

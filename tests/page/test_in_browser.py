@@ -13,9 +13,9 @@ import anyio
 import polars as pl
 import pytest
 
+from pipeline.config.paths import page_path
 from pipeline.config.spec import load_job
 from pipeline.output.page import svg
-from pipeline.output.report import page_path
 from pipeline.run.runner import run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
 from tests.conftest import StartSimulator

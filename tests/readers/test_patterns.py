@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.config.paths import split_glob
 from pipeline.readers.formats import BINARY, CODE, IMAGES, TEXT, lookup, suffix_of
-from pipeline.readers.patterns import Glob, IgnoreRules, split_glob
+from pipeline.readers.patterns import Glob, IgnoreRules
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from moto import settings as moto_settings
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from pipeline.cli import EXIT_FATAL, main
+from pipeline.config import paths
 from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.config.spec import load_job
 from pipeline.core.errors import InputProblem
@@ -209,5 +210,5 @@ def test_an_output_url_is_written_locally_first_under_the_state_dir(
     assert job.state_path.parent == job.output_path.parent
     other = load_job(JOBS / "summarize.toml", output="s3://reports/other/summaries.parquet")
     assert other.output_path != job.output_path  # each URL its own state and lock
-    assert remote.is_url(url)
-    assert not remote.is_url("out/s3:/x.parquet")
+    assert paths.is_url(url)
+    assert not paths.is_url("out/s3:/x.parquet")

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from pipeline.config.paths import page_path
 from pipeline.core.atomic import replacing
 from pipeline.core.errors import ConfigError
 from pipeline.core.logs import escape_controls
@@ -24,7 +25,6 @@ from pipeline.core.version import __version__
 from pipeline.output import report
 from pipeline.output.page import svg
 from pipeline.output.page.data import PageData, Table, gather
-from pipeline.output.report import page_path
 from pipeline.state import store
 
 
