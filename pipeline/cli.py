@@ -388,7 +388,7 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _load(args: argparse.Namespace) -> Job:
-    from pipeline.config.spec import load_job
+    from pipeline.config.load import load_job
 
     return load_job(
         args.job,

@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import Job, load_job
+from pipeline.config.load import load_job
+from pipeline.config.spec import Job
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Batches, SimulatorConfig, SimulatorServer
 from tests.conftest import FakeClock, StartSimulator

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import EXIT_BUSY, EXIT_FATAL, EXIT_OK, EXIT_USAGE, main
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
+from pipeline.config.paths import page_path
 from pipeline.core.limits import Limits
-from pipeline.output.report import RunInfo, Tally, build, page_path, write
+from pipeline.output.report import RunInfo, Tally, build, write
 from pipeline.simulator import SimulatorServer
 from pipeline.state.store import ResultStore
 from tests.conftest import StartSimulator

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import Job, parse_spec
+from pipeline.config.load import parse_spec
+from pipeline.config.spec import Job
 from pipeline.core.models import Usage
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.shaping.planner import Unit, request_for

@@ -16,7 +16,7 @@ from pypdf import PdfWriter
 
 from pipeline.cli import EXIT_FATAL, EXIT_OK, main
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import load_job, parse_spec
+from pipeline.config.load import load_job, parse_spec
 from pipeline.core import catalogue
 from pipeline.core.errors import ConfigError, ModelNotFound, NotOffered
 from pipeline.engine.client import MessagesClient

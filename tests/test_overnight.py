@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from pipeline.cli import EXIT_INCOMPLETE, EXIT_OK, main
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from pipeline.state.store import ResultStore
 from tests.conftest import StartSimulator

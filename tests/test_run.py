@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.core.errors import AuthenticationFailed
 from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import CONTEXT_WINDOW, SimulatorConfig, SimulatorServer

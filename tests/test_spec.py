@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config.spec import apply_overrides, load_job, parse_spec
+from pipeline.config.load import apply_overrides, load_job, parse_spec
 from pipeline.core.errors import ConfigError
 from pipeline.core.limits import Limits
 from pipeline.core.pricing import Price

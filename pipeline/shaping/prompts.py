@@ -1,6 +1,6 @@
 """Render a job's templates into Messages API request bodies.
 
-Templates are checked at load (``pipeline.config.spec``): they name only known placeholders, with
+Templates are checked at load (``pipeline.config.checks``): they name only known placeholders, with
 no attribute access, indexing or formats, so rendering is plain substitution and a
 document's own braces are never interpreted. Every value is made valid Unicode first: a file
 name's undecodable bytes and a PDF's broken text map must not stop a request being encoded.

@@ -13,8 +13,8 @@ import anyio
 import polars as pl
 import pytest
 
+from pipeline.config.load import load_job
 from pipeline.config.paths import page_path
-from pipeline.config.spec import load_job
 from pipeline.output.page import svg
 from pipeline.run.runner import run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer

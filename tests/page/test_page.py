@@ -11,9 +11,9 @@ import anyio
 import pytest
 
 from pipeline.cli import EXIT_OK, main
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
+from pipeline.config.paths import page_path
 from pipeline.output.page.data import fix_of
-from pipeline.output.report import page_path
 from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import SimulatorServer
 from pipeline.state import store

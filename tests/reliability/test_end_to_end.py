@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.run.runner import run_job
 from tests.conftest import StartSimulator
 from tests.readers.support import png_bytes, write

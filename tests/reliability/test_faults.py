@@ -24,9 +24,10 @@ import polars as pl
 import pytest
 
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import Job, load_job
+from pipeline.config.load import load_job
+from pipeline.config.paths import report_path
+from pipeline.config.spec import Job
 from pipeline.core.errors import HostUnreachable
-from pipeline.output.report import report_path
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
 from tests.conftest import TEST_MODELS, StartSimulator

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config.spec import Job, parse_spec
+from pipeline.config.load import parse_spec
+from pipeline.config.spec import Job
 from pipeline.core.errors import (
     BinaryFile,
     EmptyFile,

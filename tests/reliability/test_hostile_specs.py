@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline.cli import EXIT_USAGE
-from pipeline.config.spec import load_job, parse_spec
+from pipeline.config.load import load_job, parse_spec
 from pipeline.core.errors import ConfigError
 from pipeline.core.models import Document, Section
 from pipeline.readers import Candidate, discover
@@ -147,7 +147,7 @@ def test_absurd_numbers_are_refused_naming_the_field(
 
 def test_every_numeric_field_is_covered() -> None:
     """A numeric field added to the spec must be added to ABSURD too."""
-    from pipeline.config.spec import JobSpec
+    from pipeline.config.sections import JobSpec
 
     numeric = set()
     for section, info in JobSpec.model_fields.items():

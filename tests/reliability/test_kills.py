@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.output.report import report_path
+from pipeline.config.paths import report_path
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from pipeline.state.store import finished_keys
 from tests.conftest import StartSimulator, wait_for_stats

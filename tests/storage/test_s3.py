@@ -19,7 +19,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from pipeline.cli import EXIT_FATAL, main
 from pipeline.config import paths
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.core.errors import InputProblem
 from pipeline.readers import Candidate, InputOptions, remote
 from pipeline.readers.sources import find

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config.endpoint import ApiKey, Endpoint
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.core.errors import ConfigError
 from pipeline.run import plan
 from pipeline.run.runner import run_job
