@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli import EXIT_USAGE, build_parser, main, simulator_config
+from pipeline.cli import EXIT_USAGE, build_parser, main
+from pipeline.cli.simulate import simulator_config
 from pipeline.simulator import DEFAULT_API_KEY, TIERS
 
 

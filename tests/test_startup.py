@@ -43,3 +43,14 @@ def test_a_run_starts_without_the_simulator_or_the_pdf_and_table_readers() -> No
 def test_the_simulator_names_still_import_on_demand() -> None:
     code = "from pipeline.simulator import SimulatorServer, count_text, serve"
     assert {"uvicorn", "starlette"} <= loaded_after(code)
+
+
+def test_the_command_line_imports_the_simulator_only_when_simulating() -> None:
+    code = (
+        "import sys\n"
+        "from pipeline.cli import build_parser\n"
+        "build_parser().parse_args(['run', 'job.toml', '--simulate'])\n"
+        "import pipeline.run.runner\n"
+        "assert 'pipeline.simulator' not in sys.modules, 'the simulator was imported'"
+    )
+    loaded_after(code)  # raises (check=True) when the assertion fails

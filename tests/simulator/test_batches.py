@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.cli import EXIT_USAGE, build_parser, main, simulator_config
+from pipeline.cli import EXIT_USAGE, build_parser, main
+from pipeline.cli.simulate import simulator_config
 from pipeline.simulator import Batches, ConfigError, Limits, SimulatorConfig, count_request
 from pipeline.simulator.server import SimulatorServer
 from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
