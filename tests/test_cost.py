@@ -16,7 +16,7 @@ from pipeline.config.spec import Job
 from pipeline.core.models import Usage
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.shaping.planner import Unit, request_for
-from pipeline.shaping.tokens import estimate_request
+from pipeline.shaping.request_tokens import estimate_request
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from tests.conftest import TEST_MODELS, StartSimulator
 

@@ -31,7 +31,8 @@ from pipeline.readers.sources import find, read_items
 from pipeline.run.runner import PART_HEADER_TOKENS, input_options
 from pipeline.shaping.planner import first_round, request_for
 from pipeline.shaping.prompts import cached_prefix_tokens
-from pipeline.shaping.tokens import estimate_request, estimate_text
+from pipeline.shaping.request_tokens import estimate_request
+from pipeline.shaping.tokens import estimate_text
 from pipeline.state.store import document_key, finished_keys, settings_hash
 
 # For the concurrency bound only: a reply's time if it runs to max_tokens.

@@ -68,7 +68,8 @@ from pipeline.run.budget import BudgetGuard
 from pipeline.shaping.chunking import reduce_groups, split
 from pipeline.shaping.planner import Unit, first_round, request_for
 from pipeline.shaping.prompts import head_of, worth_caching
-from pipeline.shaping.tokens import estimate_request, estimate_text
+from pipeline.shaping.request_tokens import estimate_request
+from pipeline.shaping.tokens import estimate_text
 from pipeline.state.store import ResultStore, document_key, settings_hash
 
 log = logging.getLogger("pipeline.run")

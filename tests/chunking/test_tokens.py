@@ -10,15 +10,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.shaping.tokens import (
+from pipeline.shaping.request_tokens import (
     IMAGE_MAX_TOKENS,
     PDF_TOKENS_PER_PAGE,
     TOOL_USE_PROMPT,
-    TokenIndex,
     estimate_request,
-    estimate_text,
     image_size,
 )
+from pipeline.shaping.tokens import TokenIndex, estimate_text
 from pipeline.simulator.tokenizer import count_request, count_text
 
 PROSE = (
