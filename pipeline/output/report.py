@@ -119,9 +119,7 @@ class RunInfo:
 def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str, Any]:
     """The report, as plain data (what the JSON file holds)."""
     wall = max(tally.elapsed(), 1e-9)
-    minutes = wall / 60
     usage = tally.usage
-    tokens_charged = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
     return {
         "version": REPORT_VERSION,
         "job": info.job,
@@ -141,15 +139,7 @@ def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str,
             "reused": tally.reused,
             "sent": tally.done,
         },
-        "calls": {
-            "calls": tally.calls,
-            "attempts": tally.attempts,
-            "retries": tally.retries,
-            "rate_limited_429": tally.rate_limited,
-            "attempt_errors": dict(tally.attempt_errors.most_common()),
-            "latency_p50_s": _quantile(tally.latencies, 0.50),
-            "latency_p95_s": _quantile(tally.latencies, 0.95),
-        },
+        "calls": _calls(tally),
         "tokens": {
             "input": usage.input_tokens,
             "output": usage.output_tokens,
@@ -159,14 +149,32 @@ def build(tally: Tally, info: RunInfo, *, now: float | None = None) -> dict[str,
         "cost_usd": round(tally.cost_usd, 6) if info.price is not None else None,
         "price_basis": info.price_basis if info.price is not None else None,
         "batch": info.batch,
-        "throughput": {
-            "documents_per_min": round(tally.done / minutes, 2),
-            "requests_per_min": round(tally.attempts / minutes, 2),
-            "tokens_per_min": round(tokens_charged / minutes, 1),
-        },
+        "throughput": _throughput(tally, wall / 60),
         "allowance": _allowance(
             info.limits, rates.peak(tally.sent_at), rates.peak(tally.sent_at, tally.sent_tokens)
         ),
+    }
+
+
+def _calls(tally: Tally) -> dict[str, Any]:
+    return {
+        "calls": tally.calls,
+        "attempts": tally.attempts,
+        "retries": tally.retries,
+        "rate_limited_429": tally.rate_limited,
+        "attempt_errors": dict(tally.attempt_errors.most_common()),
+        "latency_p50_s": _quantile(tally.latencies, 0.50),
+        "latency_p95_s": _quantile(tally.latencies, 0.95),
+    }
+
+
+def _throughput(tally: Tally, minutes: float) -> dict[str, Any]:
+    usage = tally.usage
+    tokens_charged = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
+    return {
+        "documents_per_min": round(tally.done / minutes, 2),
+        "requests_per_min": round(tally.attempts / minutes, 2),
+        "tokens_per_min": round(tokens_charged / minutes, 1),
     }
 
 
@@ -218,16 +226,7 @@ def render(report: dict[str, Any]) -> str:
         f"  tokens     {tokens['input']:,} in, {tokens['output']:,} out, "
         f"{tokens['cache_read']:,} cache read, {tokens['cache_write']:,} cache write"
     )
-    cost = report["cost_usd"]
-    lines.append(
-        "  cost       "
-        + (
-            f"${cost:,.4f} estimated at the {report.get('price_basis') or 'list price'}"
-            if cost is not None
-            else "unknown (no price)"
-        )
-        + (", Message Batches at half price" if report.get("batch") and cost is not None else "")
-    )
+    lines.append("  cost       " + _cost(report))
     p50, p95 = calls["latency_p50_s"], calls["latency_p95_s"]
     latency = f"latency p50 {p50:.2f} s, p95 {p95:.2f} s" if p50 is not None else "no replies"
     lines.append(
@@ -239,16 +238,29 @@ def render(report: dict[str, Any]) -> str:
         f"  throughput {rate['documents_per_min']:,} documents/min, "
         f"{rate['requests_per_min']:,} requests/min, {rate['tokens_per_min']:,.0f} tokens/min"
     )
-    shares = [
-        f"{name.split('_')[0]} {share['achieved']:,.0f}/{share['limit']:,} a minute "
-        f"({share['share']:.0%})"
-        for name, share in report["allowance"].items()
-        if isinstance(share, dict)
-    ]
+    shares = _shares(report["allowance"])
     if shares:
         lines.append("  allowance  " + ", ".join(shares) + " (the busiest 60 s)")
     lines.append(f"  results    {report['output']}")
     return "\n".join(lines)
+
+
+def _cost(report: dict[str, Any]) -> str:
+    cost = report["cost_usd"]
+    if cost is None:
+        return "unknown (no price)"
+    basis = report.get("price_basis") or "list price"
+    batch = ", Message Batches at half price" if report.get("batch") else ""
+    return f"${cost:,.4f} estimated at the {basis}{batch}"
+
+
+def _shares(allowance: dict[str, Any]) -> list[str]:
+    return [
+        f"{name.split('_')[0]} {share['achieved']:,.0f}/{share['limit']:,} a minute "
+        f"({share['share']:.0%})"
+        for name, share in allowance.items()
+        if isinstance(share, dict)
+    ]
 
 
 ENDED = {

@@ -21,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-from pypdf import PdfReader, PdfWriter
+from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.errors import DependencyError
 
 from pipeline.core.errors import EmptyDocument, EncryptedDocument, TooLarge, Unreadable
@@ -161,10 +162,6 @@ def read_text(
     in messages. Raises ``TooLarge`` for more than ``max_pages`` pages, or when reading takes
     more than ``budget_s`` seconds by ``clock``."""
     notes: list[str] = []
-    sections: list[Section] = []
-    blank: list[int] = []
-    failed: list[int] = []
-    replaced: list[int] = []
     with _logged_notes() as logged:
         reader = _open(data, label, notes)
         try:
@@ -173,6 +170,7 @@ def read_text(
             raise _broken(label, exc) from exc
         if len(pages) > max_pages:
             raise _too_many_pages(label, len(pages), max_pages)
+        texts = _PageTexts()
         started = clock()
         for number, page in enumerate(pages, start=1):
             if clock() - started > budget_s:
@@ -180,39 +178,65 @@ def read_text(
                     f"{label}: reading its text took over {budget_s:,.0f} s ({number - 1:,} of "
                     f"{len(pages):,} pages read), too long for one file; " + _SPLIT_IT
                 )
-            try:
-                text = page.extract_text()
-            except Exception:
-                failed.append(number)
-                continue
-            if _SURROGATE.search(text):
-                replaced.append(number)
-                text = _SURROGATE.sub("\ufffd", text)
-            text = text.strip()
-            if text:
-                sections.append(Section(text, page=number))
-            else:
-                blank.append(number)
-    if failed:
-        notes.append(_pages_note(failed, "could not be read; left out"))
-    if replaced:
-        notes.append(
-            _pages_note(replaced, "had characters with no Unicode value, replaced with U+FFFD")
-        )
-    if blank and sections:
-        notes.append(_pages_note(blank, "has no text" if len(blank) == 1 else "have no text"))
+            texts.add(number, page)
+    notes.extend(texts.notes())
     notes.extend(_summarise(logged))
-    if sections:
-        return tuple(sections), tuple(notes)
+    if texts.sections:
+        return tuple(texts.sections), tuple(notes)
+    raise _no_text(label, len(pages), len(texts.failed))
+
+
+@dataclass
+class _PageTexts:
+    """The text of a PDF's pages as they are read, and which pages had none."""
+
+    sections: list[Section] = field(default_factory=list)
+    blank: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    replaced: list[int] = field(default_factory=list)
+
+    def add(self, number: int, page: PageObject) -> None:
+        try:
+            text = page.extract_text()
+        except Exception:
+            self.failed.append(number)
+            return
+        if _SURROGATE.search(text):
+            self.replaced.append(number)
+            text = _SURROGATE.sub("\ufffd", text)
+        text = text.strip()
+        if text:
+            self.sections.append(Section(text, page=number))
+        else:
+            self.blank.append(number)
+
+    def notes(self) -> list[str]:
+        notes: list[str] = []
+        if self.failed:
+            notes.append(_pages_note(self.failed, "could not be read; left out"))
+        if self.replaced:
+            notes.append(
+                _pages_note(
+                    self.replaced, "had characters with no Unicode value, replaced with U+FFFD"
+                )
+            )
+        if self.blank and self.sections:
+            blank = self.blank
+            notes.append(_pages_note(blank, "has no text" if len(blank) == 1 else "have no text"))
+        return notes
+
+
+def _no_text(label: str, pages: int, failed: int) -> EmptyDocument | Unreadable:
+    """The error for a PDF none of whose pages gave text."""
     if not pages:
-        raise EmptyDocument(f"{label} has no pages")
-    if len(failed) == len(pages):
-        raise Unreadable(
-            f"{label}: no page of its {len(pages)} could be read; it may be damaged: re-export "
+        return EmptyDocument(f"{label} has no pages")
+    if failed == pages:
+        return Unreadable(
+            f"{label}: no page of its {pages} could be read; it may be damaged: re-export "
             "or repair it (e.g. qpdf in.pdf out.pdf) and run again"
         )
-    raise EmptyDocument(
-        f"{label} has no extractable text in its {len(pages)} page(s) (a scan, or images "
+    return EmptyDocument(
+        f"{label} has no extractable text in its {pages} page(s) (a scan, or images "
         'only?): set inputs.scans = "attach" to send such PDFs to the model as documents'
     )
 

@@ -143,24 +143,8 @@ def read_document(
     ``pdf_text(data, label)`` extracts a PDF's text (a run passes its ``PdfTextPool``'s
     ``read_text``); by default ``pdf.read_text``, in this thread."""
     label, name = candidate.source, candidate.path.name
-    real_name = os.path.basename(os.path.realpath(candidate.path))  # a link's target's
-    if options.skip_secrets and (reason := secret_by_name(name) or secret_by_name(real_name)):
-        raise secret_file(label, reason)
-    if is_binary_suffix(name):
-        raise binary_file(label, f"is a {suffix_of(name)} file, not text")
-    found = lookup(name, code=options.code)
-    if found.kind == "image" and options.mode != "attach":
-        raise image_in_text_mode(label)
-
-    if candidate.url is not None:  # in object storage
-        from pipeline.readers import remote
-
-        data = remote.read_bytes(candidate, options.max_file_bytes)
-    else:
-        text = found.kind not in ("pdf", "image")
-        data = read_bytes(
-            candidate.path, label, options.max_file_bytes, identity=candidate.identity, text=text
-        )
+    found = _format_of(candidate, options)
+    data = _fetch(candidate, options, found)
     if not data:
         raise EmptyFile(f"{label} is empty (0 bytes): there is nothing to send")
     content_hash = hashlib.sha256(data).hexdigest()
@@ -194,6 +178,37 @@ def read_document(
         language=language,
         notes=notes,
         scanned_pages=scanned,
+    )
+
+
+def _format_of(candidate: Candidate, options: InputOptions) -> Format:
+    """The file's format by its name; refused before it is opened when its name says it holds
+    credentials or is binary, or it is an image in text mode."""
+    label, name = candidate.source, candidate.path.name
+    real_name = os.path.basename(os.path.realpath(candidate.path))  # a link's target's
+    if options.skip_secrets and (reason := secret_by_name(name) or secret_by_name(real_name)):
+        raise secret_file(label, reason)
+    if is_binary_suffix(name):
+        raise binary_file(label, f"is a {suffix_of(name)} file, not text")
+    found = lookup(name, code=options.code)
+    if found.kind == "image" and options.mode != "attach":
+        raise image_in_text_mode(label)
+    return found
+
+
+def _fetch(candidate: Candidate, options: InputOptions, found: Format) -> bytes:
+    """The file's bytes, from disk or object storage, within ``inputs.max_file_bytes``."""
+    if candidate.url is not None:  # in object storage
+        from pipeline.readers import remote
+
+        return remote.read_bytes(candidate, options.max_file_bytes)
+    text = found.kind not in ("pdf", "image")
+    return read_bytes(
+        candidate.path,
+        candidate.source,
+        options.max_file_bytes,
+        identity=candidate.identity,
+        text=text,
     )
 
 

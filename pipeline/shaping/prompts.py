@@ -143,20 +143,28 @@ def request_params(
         params["system"] = (
             [_cached({"type": "text", "text": system}, job)] if cache and not head else system
         )
+    params.update(_settings(job, structured=structured))
+    return params
+
+
+def _settings(job: Job, *, structured: bool) -> dict[str, Any]:
+    """The sampling settings the job sets, and the tool a structured answer is recorded with."""
+    model = job.spec.model
+    settings: dict[str, Any] = {}
     if model.temperature is not None:
-        params["temperature"] = model.temperature
+        settings["temperature"] = model.temperature
     if model.top_p is not None:
-        params["top_p"] = model.top_p
+        settings["top_p"] = model.top_p
     if model.stop_sequences:
-        params["stop_sequences"] = list(model.stop_sequences)
+        settings["stop_sequences"] = list(model.stop_sequences)
     schema = job.spec.structured
     if structured and schema is not None:
-        params["tools"] = [
+        settings["tools"] = [
             {
                 "name": schema.tool_name,
                 "description": schema.description,
                 "input_schema": schema.schema_,
             }
         ]
-        params["tool_choice"] = {"type": "tool", "name": schema.tool_name}
-    return params
+        settings["tool_choice"] = {"type": "tool", "name": schema.tool_name}
+    return settings
