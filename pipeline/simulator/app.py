@@ -160,23 +160,58 @@ class _Reply(Response):
 
 
 def create_app(sim: Simulator) -> Starlette:
-    def error_response(err: ApiError, request_id: str) -> JSONResponse:
-        headers = {**sim.rate_limit_headers(), **err.headers, "request-id": request_id}
+    api = _Api(sim)
+    endpoint = api.endpoint
+    counting = Route(
+        "/v1/messages/count_tokens", endpoint("count_tokens", api.count_tokens), methods=["POST"]
+    )
+    routes = [
+        Route("/v1/messages", endpoint("messages", api.messages), methods=["POST"]),
+        *([counting] if sim.config.count_tokens else []),
+        Route("/v1/models", endpoint("models", api.list_models), methods=["GET"]),
+        Route("/v1/models/{model_id}", endpoint("models", api.get_model), methods=["GET"]),
+        *(batch_routes(sim, endpoint) if sim.config.message_batches else []),
+        Route("/_simulator/stats", api.stats, methods=["GET"]),
+        Route("/_simulator/reset", api.reset, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: api.not_found})
+
+
+def _model_entry(model: Model) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model.id,
+        "display_name": model.display_name,
+        "created_at": model.created_at,
+        "max_input_tokens": model.window,
+        "max_tokens": model.max_output,
+    }
+
+
+class _Api:
+    """The routes' handlers over one ``Simulator``."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def error_response(self, err: ApiError, request_id: str) -> JSONResponse:
+        headers = {**self.sim.rate_limit_headers(), **err.headers, "request-id": request_id}
         return JSONResponse(err.body(request_id), status_code=err.status, headers=headers)
 
-    def endpoint(name: str, handler: RouteHandler) -> Handler:
+    def endpoint(self, name: str, handler: RouteHandler) -> Handler:
         async def wrapped(request: Request) -> Response:
             request_id = new_id("req")
             try:
                 response = await handler(request, request_id)
             except ApiError as err:
-                response = error_response(err, request_id)
-            sim.stats.response(name, response.status_code)
+                response = self.error_response(err, request_id)
+            self.sim.stats.response(name, response.status_code)
             return response
 
         return wrapped
 
-    async def messages(request: Request, request_id: str) -> Response:
+    async def messages(self, request: Request, request_id: str) -> Response:
+        sim = self.sim
         api_key = sim.authenticate(request.headers)
         parsed = validate_messages(
             await read_json(request, limit=MAX_BODY_BYTES),
@@ -195,7 +230,8 @@ def create_app(sim: Simulator) -> Starlette:
         headers = {**sim.rate_limit_headers(), "request-id": request_id}
         return _Reply(sim, ticket, headers)
 
-    async def count_tokens(request: Request, request_id: str) -> Response:
+    async def count_tokens(self, request: Request, request_id: str) -> Response:
+        sim = self.sim
         sim.authenticate(request.headers)
         tokens = validate_count_tokens(
             await read_json(request, limit=MAX_BODY_BYTES),
@@ -206,59 +242,37 @@ def create_app(sim: Simulator) -> Starlette:
         headers = {**sim.rate_limit_headers(), "request-id": request_id}
         return JSONResponse({"input_tokens": tokens}, headers=headers)
 
-    def model_entry(model: Model) -> dict[str, Any]:
-        return {
-            "type": "model",
-            "id": model.id,
-            "display_name": model.display_name,
-            "created_at": model.created_at,
-            "max_input_tokens": model.window,
-            "max_tokens": model.max_output,
-        }
-
-    async def list_models(request: Request, request_id: str) -> Response:
+    async def list_models(self, request: Request, request_id: str) -> Response:
+        sim = self.sim
         sim.authenticate(request.headers)
-        entries = [model_entry(m) for m in sim.config.served.models]
+        entries = [_model_entry(m) for m in sim.config.served.models]
         body = page(entries, request.query_params)
         return JSONResponse(body, headers={**sim.rate_limit_headers(), "request-id": request_id})
 
-    async def get_model(request: Request, request_id: str) -> Response:
+    async def get_model(self, request: Request, request_id: str) -> Response:
+        sim = self.sim
         sim.authenticate(request.headers)
         wanted = request.path_params["model_id"]
         model = sim.config.served.resolve(wanted)
         if model is None:
             raise ApiError(404, "not_found_error", f"model: {wanted}")
         headers = {**sim.rate_limit_headers(), "request-id": request_id}
-        return JSONResponse(model_entry(model), headers=headers)
+        return JSONResponse(_model_entry(model), headers=headers)
 
-    async def stats(request: Request) -> Response:
-        body = sim.stats.as_dict()
-        body["limits"] = {k: v for k, v in vars(sim.config.limits).items() if v is not None}
+    async def stats(self, request: Request) -> Response:
+        body = self.sim.stats.as_dict()
+        body["limits"] = {k: v for k, v in vars(self.sim.config.limits).items() if v is not None}
         return JSONResponse(body)
 
-    async def reset(request: Request) -> Response:
-        sim.reset()
+    async def reset(self, request: Request) -> Response:
+        self.sim.reset()
         return JSONResponse({"reset": True})
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def not_found(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         err = (
             ApiError(405, "invalid_request_error", f"Method {request.method} not allowed")
             if status == 405
             else ApiError(404, "not_found_error", f"Not found: {request.url.path}")
         )
-        return error_response(err, new_id("req"))
-
-    counting = Route(
-        "/v1/messages/count_tokens", endpoint("count_tokens", count_tokens), methods=["POST"]
-    )
-    routes = [
-        Route("/v1/messages", endpoint("messages", messages), methods=["POST"]),
-        *([counting] if sim.config.count_tokens else []),
-        Route("/v1/models", endpoint("models", list_models), methods=["GET"]),
-        Route("/v1/models/{model_id}", endpoint("models", get_model), methods=["GET"]),
-        *(batch_routes(sim, endpoint) if sim.config.message_batches else []),
-        Route("/_simulator/stats", stats, methods=["GET"]),
-        Route("/_simulator/reset", reset, methods=["POST"]),
-    ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+        return self.error_response(err, new_id("req"))
