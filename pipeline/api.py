@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 if TYPE_CHECKING:
+    from pipeline.config.endpoint import Endpoint
     from pipeline.config.spec import Job
-    from pipeline.engine.client import Endpoint
     from pipeline.output.report import Tally
     from pipeline.run.runner import RunOutcome
 
@@ -63,7 +63,7 @@ def load_job(
     as ``{"model.name": "claude-sonnet-4"}`` or as ``--set`` takes them
     (``["model.name=claude-sonnet-4"]``); ``inputs`` and ``output``: as ``--input`` and
     ``--output``. Raises ``ConfigError`` naming the field and the fix."""
-    from pipeline.config.spec import load_job as load
+    from pipeline.config.load import load_job as load
 
     settings = (
         [f"{name}={_toml(value)}" for name, value in overrides.items()]
@@ -88,7 +88,7 @@ def _toml(value: Any) -> str:
 def endpoint_for(job: Job) -> Endpoint:
     """Where ``job`` sends its requests, with which key: the job's key variable, else
     ``$MEGALLM_API_KEY``, else ``$ANTHROPIC_API_KEY`` (``ConfigError`` if none is set)."""
-    from pipeline.engine.client import resolve_endpoint
+    from pipeline.config.endpoint import resolve_endpoint
 
     spec = job.spec.endpoint
     return resolve_endpoint(
@@ -122,7 +122,7 @@ async def run_job_async(
     if not simulate:
         outcome = await run_on(job, endpoint_for(job), control)
     else:
-        from pipeline.engine.client import ApiKey, Endpoint
+        from pipeline.config.endpoint import ApiKey, Endpoint
         from pipeline.simulator import SimulatorServer
         from pipeline.simulator.config import Latency, SimulatorConfig
 
