@@ -16,8 +16,10 @@ and report. What the command line turns into an exit status is the outcome's ``e
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,11 @@ import anyio
 if TYPE_CHECKING:
     from pipeline.config.endpoint import Endpoint
     from pipeline.config.spec import Job
+    from pipeline.core.defaults import ModelSet
     from pipeline.output.report import Tally
-    from pipeline.run.runner import RunOutcome
+    from pipeline.run.runner import RunControl, RunOutcome
+
+log = logging.getLogger("pipeline.run")
 
 
 @dataclass(frozen=True)
@@ -115,24 +120,46 @@ async def run_job_async(
     document again, ignoring the finished ones. ``wait``: wait for another run of the same
     job to finish instead of raising ``RunBusy``."""
     from pipeline.run.runner import RunControl
-    from pipeline.run.runner import run_job as run_on
 
     display = _Callback(on_progress, progress_every_s) if on_progress else None
     control = RunControl(force=force, max_duration_s=max_duration_s, wait=wait, display=display)
-    if not simulate:
-        outcome = await run_on(job, endpoint_for(job), control)
-    else:
-        from pipeline.config.endpoint import ApiKey, Endpoint
-        from pipeline.simulator import SimulatorServer
-        from pipeline.simulator.config import Latency, SimulatorConfig
-
-        config = SimulatorConfig(limits=job.limits, latency=Latency(0.05, 0.0005))
-        with SimulatorServer(config) as server:
-            simulator = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
-            outcome = await run_on(job, simulator, control)
+    outcome = await execute(job, control, simulate="gateway" if simulate else None)
     if display is not None:
         display.last()
     return outcome
+
+
+async def execute(job: Job, control: RunControl, *, simulate: ModelSet | None = None) -> RunOutcome:
+    """The one path of both front doors (``pipeline run`` and ``run_job``): the endpoint (the
+    job's, or a simulator serving ``simulate``'s model ids, started for this run), then the
+    run."""
+    if simulate is None:
+        return await _run_on(job, endpoint_for(job), control)
+    from pipeline.config.endpoint import ApiKey, Endpoint
+    from pipeline.simulator import SimulatorServer
+    from pipeline.simulator.config import Latency, SimulatorConfig
+
+    config = SimulatorConfig(limits=job.limits, latency=Latency(0.05, 0.0005), models=simulate)
+    with SimulatorServer(config) as server:
+        log.info("using the local simulator at %s (no key, no cost)", server.url)
+        simulator = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
+        return await _run_on(job, simulator, control)
+
+
+async def _run_on(job: Job, endpoint: Endpoint, control: RunControl) -> RunOutcome:
+    from pipeline.run.runner import run_job as run
+
+    def started() -> None:
+        log.info(
+            "running %s against %s",
+            job.name,
+            endpoint.base_url,
+            extra={"event": "started", "job": job.name, "base_url": endpoint.base_url},
+        )
+        if control.started is not None:
+            control.started()
+
+    return await run(job, endpoint, dataclasses.replace(control, started=started))
 
 
 def run_job(

@@ -18,7 +18,6 @@ from pipeline.cli.common import (
     start_logging,
 )
 from pipeline.config import paths
-from pipeline.config.endpoint import ApiKey, Endpoint, resolve_endpoint
 from pipeline.core import logs
 from pipeline.core.defaults import MODEL_SETS
 from pipeline.output import report
@@ -100,27 +99,10 @@ def _add_progress(run: argparse.ArgumentParser) -> None:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from pipeline.simulator import SimulatorServer
-    from pipeline.simulator.config import Latency, SimulatorConfig
-
     job = load(args)
     spec = job.spec
     display = start_logging(args)
-    if args.simulate:
-        config = SimulatorConfig(
-            limits=job.limits, latency=Latency(0.05, 0.0005), models=args.simulate_models
-        )
-        with SimulatorServer(config) as server:
-            endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="the simulator")
-            log.info("using the local simulator at %s (no key, no cost)", server.url)
-            outcome = _run(job, endpoint, args, display)
-    else:
-        endpoint = resolve_endpoint(
-            base_url=spec.endpoint.base_url,
-            key_variable=spec.endpoint.api_key_env,
-            allow_insecure=spec.endpoint.allow_insecure_http,
-        )
-        outcome = _run(job, endpoint, args, display)
+    outcome = _run(job, args, display)
     if args.log_json:
         log.info("run report", extra={"event": "report", "report": outcome.report})
     elif not args.quiet:
@@ -138,20 +120,11 @@ def run_job_command(args: argparse.Namespace) -> int:
     return EXIT_DOCUMENTS_FAILED if outcome.by_status.get("error") else EXIT_OK
 
 
-def _run(
-    job: Job, endpoint: Endpoint, args: argparse.Namespace, display: Display | None
-) -> RunOutcome:
+def _run(job: Job, args: argparse.Namespace, display: Display | None) -> RunOutcome:
     import anyio
 
-    from pipeline.run.runner import RunControl, run_job
-
-    def started() -> None:
-        log.info(
-            "running %s against %s",
-            job.name,
-            endpoint.base_url,
-            extra={"event": "started", "job": job.name, "base_url": endpoint.base_url},
-        )
+    from pipeline.api import execute
+    from pipeline.run.runner import RunControl
 
     control = RunControl(
         force=args.force,
@@ -159,7 +132,7 @@ def _run(
         max_duration_s=args.max_duration,
         wait=args.wait,
         display=display,
-        started=started,
     )
-    outcome: RunOutcome = anyio.run(functools.partial(run_job, job, endpoint, control))
+    simulate = args.simulate_models if args.simulate else None
+    outcome: RunOutcome = anyio.run(functools.partial(execute, job, control, simulate=simulate))
     return outcome
