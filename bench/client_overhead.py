@@ -11,7 +11,7 @@ that its CPU is not the client's) answers the same request bodies for every row:
 
 - ``ours-client``: ``pipeline.engine.client.MessagesClient.create`` under an
   ``asyncio.Semaphore(concurrency)`` and ``asyncio.gather``: the HTTP layer alone.
-- ``ours-engine``: ``pipeline.engine.pool.Engine`` with ``Limits(max_concurrency=concurrency)``
+- ``ours-engine``: ``pipeline.engine.pool.Pool`` with ``Limits(max_concurrency=concurrency)``
   (no rate limits, so the ``Pacer`` has no buckets but still reserves, reads the rate-limit
   headers and settles each call), the default ``RetryPolicy``, results streamed to a sink:
   what a user's run does per request.
@@ -63,8 +63,9 @@ from bench.rate_use import SIMULATE, SimulatorProcess, build_workload
 from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
+from pipeline.engine.base import run_calls
 from pipeline.engine.client import MessagesClient
-from pipeline.engine.pool import Engine
+from pipeline.engine.pool import Pool
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY
 
@@ -209,12 +210,12 @@ async def run_ours_engine(
 
     async with MessagesClient(endpoint, concurrency=concurrency) as client:
         # An engine per run, as a job makes one; check=False: no GET /v1/models preflight.
-        warm_engine = Engine(client, limits, retry=RetryPolicy(), stream=stream)
-        await warm_engine.run(calls(warm), sink, check=False)
-        engine = Engine(client, limits, retry=RetryPolicy(), stream=stream)
+        warm_engine = Pool(client, limits, retry=RetryPolicy(), stream=stream, check=False)
+        await run_calls(warm_engine, calls(warm), sink)
+        engine = Pool(client, limits, retry=RetryPolicy(), stream=stream, check=False)
         work = calls(items)
         meter.start()
-        await engine.run(work, sink, check=False)
+        await run_calls(engine, work, sink)
         timed = meter.stop()
     _check(failed == 0 and engine.attempts == len(items))
     return timed

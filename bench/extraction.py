@@ -69,7 +69,7 @@ from pipeline.core.models import Document
 from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.readers import pdf as pdf_reader
 from pipeline.readers.pdfpool import PdfTextPool
-from pipeline.run.runner import READ_THREADS
+from pipeline.run.inputs import READ_THREADS
 from pipeline.shaping.tokens import estimate_text
 from pipeline.simulator import count_text
 

@@ -7,7 +7,7 @@ Run:  python -m bench.rate_use            (scenarios 1-4 x 2 clients, about 8 mi
 Each scenario runs once per client against a fresh simulator in a separate process
 (``pipeline simulate`` on a free port, with the same limits the client is given):
 
-- OURS: ``pipeline.engine.pool.Engine`` with the tier's ``Limits``, the default ``RetryPolicy``, not
+- OURS: ``pipeline.engine.pool.Pool`` with the tier's ``Limits``, the default ``RetryPolicy``, not
   streamed. Each call carries a conservative estimate of its input tokens,
   ``ceil(len(text) / 3) + 16`` (about 16% over the simulator's count), never the exact count.
 - BASELINE: the script most users write: ``anthropic.AsyncAnthropic`` with its default two
@@ -59,9 +59,10 @@ from bench import table
 from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
+from pipeline.engine.base import run_calls
 from pipeline.engine.client import MessagesClient
 from pipeline.engine.pacer import Pacer, Reservation
-from pipeline.engine.pool import Engine
+from pipeline.engine.pool import Pool
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY, count_request, request_digest
 from pipeline.simulator.replies import make_reply
@@ -409,7 +410,7 @@ async def run_ours(
     *,
     exact: bool = False,
     deaf: bool = False,
-) -> tuple[float, Engine, int]:
+) -> tuple[float, Pool, int]:
     endpoint = Endpoint(url, ApiKey(DEFAULT_API_KEY), key_source="bench")
     failed = 0
 
@@ -421,11 +422,11 @@ async def run_ours(
         Call(d.key, d.params, input_tokens=d.input_tokens if exact else d.estimate) for d in docs
     ]
     async with MessagesClient(endpoint, concurrency=limits.max_concurrency or 8) as client:
-        engine = Engine(client, limits, retry=RetryPolicy())
+        engine = Pool(client, limits, retry=RetryPolicy())
         if deaf:
             engine.pacer = DeafPacer(limits)
         started = time.monotonic()
-        await engine.run(calls, sink)
+        await run_calls(engine, calls, sink)
         wall = time.monotonic() - started
     return wall, engine, failed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,13 +33,13 @@ def make_docs(folder: Path, count: int = DOCUMENTS) -> Path:
     return folder
 
 
-def start_run(url: str, key: str, docs: Path, out: Path) -> subprocess.Popen[str]:
+def start_run(url: str, key: str, docs: Path, out: Path, *options: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["MEGALLM_API_KEY"] = key
     process = subprocess.Popen(
         [
             sys.executable, "-m", "pipeline", "run", "jobs/summarize.toml", str(docs),
-            "--output", str(out), "--base-url", url,
+            "--output", str(out), "--base-url", url, *options,
         ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -132,3 +133,51 @@ def test_interrupt_never_leaves_a_half_written_output(
     assert committed <= len(saved) < DOCUMENTS
     assert set(saved["status"]) == {"ok"}
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def stored_calls(state: Path) -> int:
+    """How many finished calls of unfinished documents the state holds (its ``calls``
+    table), read as ``pipeline plan`` reads it: without the run's lock."""
+    try:
+        db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+        try:
+            return int(db.execute("select count(*) from calls").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:  # not made yet
+        return 0
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_map_reduce_document_resumes_paying_only_for_its_unfinished_parts(
+    start_simulator: StartSimulator, tmp_path: Path, stop: signal.Signals
+) -> None:
+    server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.3)))
+    docs, out = tmp_path / "docs", tmp_path / "out.parquet"
+    docs.mkdir()
+    paragraph = "The board reviewed the budget, the staffing plan and the supplier contracts. "
+    (docs / "long.txt").write_text(paragraph * 1_800, encoding="utf-8")  # about 12 parts
+    options = ("--set", "chunking.max_chunk_tokens=1500", "--set", "limits.max_concurrency=2")
+    state = out.with_name("out.state.sqlite")
+    process = start_run(server.url, server.api_key, docs, out, *options)
+    # Mid-document: some parts are stored as finished, others are not.
+    wait_for_stats(server, lambda _: stored_calls(state) >= 4, process=process)
+    assert process.poll() is None, "the run ended before the kill: the test proved nothing"
+    process.send_signal(stop)
+    process.communicate(timeout=120)
+    finished = stored_calls(state)  # what the stopped run committed
+    served_before = server.stats()["served"]["total"]
+    assert not out.exists() or pl.read_parquet(out).is_empty()  # the document did not finish
+
+    finish(start_run(server.url, server.api_key, docs, out, *options), 0)
+    [row] = pl.read_parquet(out).iter_rows(named=True)
+    assert row["status"] == "ok"
+    calls = pl.read_parquet(out.with_name("out.calls.parquet"))
+    maps = calls.filter(pl.col("call").str.starts_with("map/"))["call"].unique()
+    combining = calls.filter(~pl.col("call").str.starts_with("map/"))["call"].unique()
+    assert len(maps) == row["chunks"] >= 10  # a many-part document, every part accounted
+    assert 4 <= finished < len(maps)
+    # The resumed run sent the parts that had not finished and the combining calls: no more.
+    sent = server.stats()["served"]["total"] - served_before
+    assert sent == len(maps) - finished + len(combining)
+    assert stored_calls(state) == 0  # the row is the durable record now

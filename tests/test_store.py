@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import ConfigError, RunBusy
-from pipeline.core.models import utc
+from pipeline.core.models import Attempt, Reply, Usage, utc
 from pipeline.core.rows import CallRow, DocumentRow, Status
+from pipeline.state.calls import decode, encode, request_hash
 from pipeline.state.store import ResultStore, finished_keys
 
 WHEN = utc(1_800_000_000.0)
@@ -138,3 +139,26 @@ def test_a_commit_that_fails_stops_the_run_with_what_to_fix(tmp_path: Path) -> N
         store.save("d2:s", "2.txt", [_row(2)], [])
     store.close()
     saboteur.close()
+
+
+def test_a_finished_call_is_kept_until_its_document_is_saved(tmp_path: Path) -> None:
+    path = tmp_path / "out.state.sqlite"
+    reply = Reply("m1", "claude", ({"type": "text", "text": "part one"},), "end_turn", None,
+                  Usage(input_tokens=10, output_tokens=3), "req_1")  # fmt: skip
+    attempts = (Attempt(1, 1_700_000_000.0, 0.25, 200, request_id="req_1"),)
+    request = request_hash({"model": "claude", "messages": [{"role": "user", "content": "x"}]})
+    store = ResultStore(path)
+    store.keep_call("d1:s", request, *encode(reply, attempts))
+    store.close()
+
+    store = ResultStore(path)  # another run: the call is there, as it was
+    found = store.stored_call("d1:s", request)
+    assert found is not None
+    assert decode(*found) == (reply, attempts)
+    assert store.stored_call("d2:s", request) is None  # another document's call: not this one
+    store.save("d1:s", "1.txt", [_row(1)], [])
+    store.close()
+
+    store = ResultStore(path)
+    assert store.stored_call("d1:s", request) is None  # the row is the record now
+    store.close()

@@ -43,6 +43,8 @@ when it gave one, which overrides the class's default. No message ever holds the
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PipelineError(Exception):
     """Base of every error this package raises on purpose."""
@@ -92,6 +94,11 @@ class RunBusy(PipelineError):
 
 class RunFatal(PipelineError):
     pass
+
+
+class NotSent(PipelineError):
+    """The engine is stopping (a signal, the deadline, the budget): the call was never sent,
+    and its document stays unfinished for the next run."""
 
 
 class AuthenticationFailed(RunFatal):
@@ -225,3 +232,16 @@ def is_retryable(exc: BaseException) -> bool:
     if exc.should_retry is not None:
         return exc.should_retry
     return isinstance(exc, Transient)
+
+
+def first_pipeline_error(group: BaseExceptionGroup[Any]) -> PipelineError | None:
+    """The first of our errors in a task group's exceptions, to raise as itself (a message
+    that says what to fix), not wrapped in the group."""
+    for exc in group.exceptions:
+        if isinstance(exc, PipelineError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_pipeline_error(exc)
+            if found is not None:
+                return found
+    return None

@@ -1,10 +1,11 @@
 """Message Batches: the same calls, sent at half price through ``/v1/messages/batches``.
 
-``BatchEngine.run`` takes calls and hands results to a sink, as ``pool.Engine`` does, so
-the runner's per-document logic (rows, map-reduce, resume) is the same in both modes. Calls
-are gathered while they arrive and submitted together once none has arrived for a moment
-(or a batch is full: 100,000 requests or 256 MB); map-reduce documents therefore go through
-as two rounds: their parts, then the combining requests made from the parts' answers.
+``BatchEngine`` is an ``Engine`` (``pipeline.engine.base``) as ``pool.Pool`` is, so the
+runner's per-document logic (rows, map-reduce, resume) is the same in both modes: ``submit``
+puts a call in the buffer and waits for its result. Calls are gathered while they arrive
+and submitted together (inside ``running``) once none has arrived for a moment (or a batch
+is full: 100,000 requests or 256 MB); map-reduce documents therefore go through as two
+rounds: their parts, then the combining requests made from the parts' answers.
 
 Durability. Before a batch is created its requests are recorded in the job's state
 (``custom_id`` and attempt, keyed by a hash of the settings, the call and its body); once
@@ -25,17 +26,18 @@ import hashlib
 import json
 import logging
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 import anyio
 
-from pipeline.core.errors import PipelineError, RetriesExhausted, is_retryable
+from pipeline.core.errors import NotSent, PipelineError, RetriesExhausted, is_retryable
 from pipeline.core.limits import Clock, Sleep
 from pipeline.core.models import Attempt, Call, CallResult
+from pipeline.engine.base import Counts, RunTotals
 from pipeline.engine.client import BatchResult, MessagesClient
-from pipeline.engine.pool import RunTotals, Sink
 from pipeline.engine.preflight import check_endpoint
 from pipeline.state.store import ResultStore
 
@@ -52,6 +54,8 @@ class _Pending:
     attempt: int
     attempts: list[Attempt] = field(default_factory=list)
     sent: float = 0.0  # when its batch was created (or found), on the monotonic clock
+    ended: anyio.Event = field(default_factory=anyio.Event)
+    result: CallResult | None = None
 
     def record(self, batch_id: str, wall: float, now: float) -> None:
         self.sent = now
@@ -98,17 +102,23 @@ class BatchEngine:
         self.max_requests, self.max_bytes = max_requests, max_bytes
         self.model = model  # checked against /v1/models before anything is sent
         self._clock, self._wall, self._sleep = clock, wall, sleep
-        self.concurrency = 1  # for messages about calls in flight
+        self.capacity = max_requests  # a batch's worth of calls waiting at once
+        self.check = True  # the endpoint checked before anything is sent
         self.stopping = False
-        self.attempts = 0
-        self.errors: Counter[str] = Counter()
+        self.counts = Counts()
         self._buffer: deque[_Pending] = deque()
         self._waiting: dict[str, _Pending] = {}  # custom_id -> pending, in a batch
         self._batches: dict[str, set[str]] = {}  # batch id -> custom ids awaited
         self._last_arrival = 0.0
-        self._fed = False
-        self._totals = {"succeeded": 0, "failed": 0}
         self._scope = anyio.CancelScope()
+
+    @property
+    def attempts(self) -> int:
+        return self.counts.attempts
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return dict(self.counts.errors)
 
     def base_of(self, call: Call) -> str:
         body = json.dumps(call.params, sort_keys=True, separators=(",", ":"), default=str)
@@ -120,38 +130,49 @@ class BatchEngine:
         server and the next run collects them."""
         self.stopping = True
         self._scope.cancel()
+        self._release()
 
-    async def run(
-        self, calls: Iterable[Call] | AsyncIterable[Call], sink: Sink, *, check: bool = True
-    ) -> RunTotals:
-        if check:  # the key, the model and Message Batches themselves, before anything is sent
+    def _release(self) -> None:
+        """Whoever waits on a call not ended is told it was not sent (this run)."""
+        for pending in (*self._buffer, *self._waiting.values()):
+            pending.ended.set()
+
+    def totals(self) -> RunTotals:
+        return self.counts.totals()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The key, the model and Message Batches themselves checked before anything is
+        sent; then the loops that submit batches and collect their results."""
+        if self.check:
             await check_endpoint(self.client, model=self.model, batches=True)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._loops)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
+
+    async def _loops(self) -> None:
         with self._scope:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._feed, calls)
                 group.start_soon(self._submit_loop)
-                await self._poll_loop(sink)
-                group.cancel_scope.cancel()
-        return RunTotals(
-            calls=self._totals["succeeded"] + self._totals["failed"],
-            succeeded=self._totals["succeeded"],
-            failed=self._totals["failed"],
-            attempts=self.attempts,
-            errors=dict(self.errors),
-        )
+                await self._poll_loop()
+
+    async def submit(self, call: Call) -> CallResult:
+        """Put the call in the next batch (or find it in one an earlier run created) and
+        wait for its result; ``NotSent`` if the engine stops first."""
+        if self.stopping:
+            raise NotSent("the run is stopping")
+        pending = self._arrive(call)
+        await pending.ended.wait()
+        if pending.result is None:
+            raise NotSent("the run stopped before the call's batch ended")
+        return pending.result
 
     # ---- calls in --------------------------------------------------------------------
 
-    async def _feed(self, calls: Iterable[Call] | AsyncIterable[Call]) -> None:
-        if isinstance(calls, AsyncIterable):
-            async for call in calls:
-                self._arrive(call)
-        else:
-            for call in calls:
-                self._arrive(call)
-        self._fed = True
-
-    def _arrive(self, call: Call) -> None:
+    def _arrive(self, call: Call) -> _Pending:
         base = self.base_of(call)
         known = self.store.batch_item(base)
         self._last_arrival = self._clock()
@@ -162,7 +183,7 @@ class BatchEngine:
                 pending.record(batch_id, self._wall(), self._clock())
                 self._waiting[custom_id] = pending
                 self._batches.setdefault(batch_id, set()).add(custom_id)
-                return
+                return pending
             log.warning(
                 "a run stopped while submitting %s; it is sent again (it may have been "
                 "submitted once already)",
@@ -170,18 +191,17 @@ class BatchEngine:
             )
             pending.attempt += 1
             self._buffer.append(pending)
-            return
-        self._buffer.append(_Pending(call, base, 1))
-
-    def _done(self) -> bool:
-        return self._fed and not self._buffer and not self._waiting
+            return pending
+        pending = _Pending(call, base, 1)
+        self._buffer.append(pending)
+        return pending
 
     # ---- submitting ------------------------------------------------------------------
 
     async def _submit_loop(self) -> None:
         while True:
             quiet = self._clock() - self._last_arrival >= self.gather_s
-            if self._buffer and (self._fed or quiet or len(self._buffer) >= self.max_requests):
+            if self._buffer and (quiet or len(self._buffer) >= self.max_requests):
                 await self._submit(self._take())
                 continue
             await self._sleep(min(self.gather_s, 0.5))
@@ -207,7 +227,7 @@ class BatchEngine:
         batch_id = str(batch["id"])
         custom_ids = [p.custom_id for p in taken]
         self.store.batch_submitted(custom_ids, batch_id)
-        self.attempts += len(taken)
+        self.counts.attempts += len(taken)
         now = self._clock()
         for pending in taken:
             pending.record(batch_id, created_at, now)
@@ -222,45 +242,53 @@ class BatchEngine:
 
     # ---- results out -------------------------------------------------------------------
 
-    async def _poll_loop(self, sink: Sink) -> None:
-        while not self._done():
+    async def _poll_loop(self) -> None:
+        while True:
             ended = False
             for batch_id in list(self._batches):
                 batch = await self.client.get_batch(batch_id)
                 if batch.get("processing_status") == "ended":
-                    await self._collect(batch_id, sink)
+                    self._collect(batch_id, await self._results(batch_id))
                     ended = True
-            if not ended and not self._done():
+            if not ended:
                 await self._sleep(self.poll_s if self._batches else min(self.gather_s, 0.5))
 
-    async def _collect(self, batch_id: str, sink: Sink) -> None:
+    async def _results(self, batch_id: str) -> list[BatchResult]:
+        awaited = self._batches[batch_id]
+        return [r async for r in self.client.batch_results(batch_id) if r.custom_id in awaited]
+
+    def _collect(self, batch_id: str, results: list[BatchResult]) -> None:
         awaited = self._batches.pop(batch_id)
-        async for result in self.client.batch_results(batch_id):
+        for result in results:
             if result.custom_id in awaited:
                 awaited.discard(result.custom_id)
-                await self._settle(self._waiting.pop(result.custom_id), result, sink)
+                self._settle(self._waiting.pop(result.custom_id), result)
         for lost in awaited:  # not in the results: send again
             pending = self._waiting.pop(lost)
             pending.settled(None, self._clock())
             error = self._retry_or_fail(pending, None)
             if error is not None:
-                await self._fail(pending, error, sink)
+                self._fail(pending, error)
         log.info("collected batch %s", batch_id, extra={"event": "batch_collected"})
 
-    async def _settle(self, pending: _Pending, result: BatchResult, sink: Sink) -> None:
+    def _settle(self, pending: _Pending, result: BatchResult) -> None:
         pending.settled(result, self._clock())
         if result.reply is not None:
-            self._totals["succeeded"] += 1
-            await sink(CallResult(pending.call, result.reply, None, tuple(pending.attempts)))
+            reply = CallResult(pending.call, result.reply, None, tuple(pending.attempts))
+            self._end(pending, reply)
             return
         kind = result.error.kind if result.error is not None else result.kind
-        self.errors[kind] += 1
+        self.counts.errors[kind] += 1
         if result.error is not None and not is_retryable(result.error):
-            await self._fail(pending, result.error, sink)
+            self._fail(pending, result.error)
             return
         error = self._retry_or_fail(pending, result)
         if error is not None:
-            await self._fail(pending, error, sink)
+            self._fail(pending, error)
+
+    def _end(self, pending: _Pending, result: CallResult) -> None:
+        pending.result = self.counts.result(result)
+        pending.ended.set()
 
     def _retry_or_fail(self, pending: _Pending, result: BatchResult | None) -> PipelineError | None:
         what = "missing from the results" if result is None else result.kind
@@ -274,7 +302,6 @@ class BatchEngine:
             "again later to retry this document."
         )
 
-    async def _fail(self, pending: _Pending, error: PipelineError, sink: Sink) -> None:
-        self._totals["failed"] += 1
+    def _fail(self, pending: _Pending, error: PipelineError) -> None:
         self.store.batch_forget(pending.base)  # the next run sends it afresh
-        await sink(CallResult(pending.call, None, error, tuple(pending.attempts)))
+        self._end(pending, CallResult(pending.call, None, error, tuple(pending.attempts)))

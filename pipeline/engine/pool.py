@@ -1,15 +1,15 @@
-"""The worker pool: calls in, results out, within the tier's limits.
+"""The online engine: one call at a time in, its result out, within the tier's limits.
 
-Calls stream through a bounded memory stream to ``concurrency`` workers; results stream
-through another to one sink, as they arrive. Memory grows with the concurrency, never with
-the number of calls. Each call is retried by ``pipeline.engine.retry`` and paced by the shared
-``Pacer``; a request holds a concurrency slot from just before it is paced until its reply
-is read, so a slot never waits on a burst it did not get.
+``Pool.submit`` makes one call: it waits for one of ``concurrency`` workers (a call holds
+it through its retries), then each attempt is paced by the shared ``Pacer`` and holds a
+concurrency slot from just before it is paced until its reply is read, so a slot never
+waits on a burst it did not get. Each call is retried by ``pipeline.engine.retry``. With
+``warm_up`` the first call goes alone: its reply writes the prompt cache for the others.
 
 A call that can never succeed becomes a result with its error. A run-fatal error (a refused
 key, an unknown model, a spend cap, a host that took no connection for a call's whole retry
-budget) stops the run at once: no new request is sent, the results already finished still
-reach the sink, and the error is raised to the caller.
+budget) is raised to the caller, and no new request is sent after it. After ``stop`` no
+call is sent (``NotSent``); the calls in flight finish, their retries included.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import functools
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from pipeline.core.errors import (
     ConnectionFailed,
     HostUnreachable,
+    NotSent,
     PipelineError,
     RateLimited,
     RequestFailed,
@@ -37,6 +36,7 @@ from pipeline.core.errors import (
 )
 from pipeline.core.limits import Clock, Limits, Sleep
 from pipeline.core.models import Attempt, Call, CallResult, Reply
+from pipeline.engine.base import Counts, RunTotals
 from pipeline.engine.client import MessagesClient
 from pipeline.engine.pacer import Pacer
 from pipeline.engine.preflight import check_endpoint, unreachable
@@ -64,23 +64,11 @@ def _log_failed(call: Call, attempt: int, error: PipelineError) -> None:
     )
 
 
-Sink = Callable[[CallResult], Awaitable[None]]
 DEFAULT_CONCURRENCY = 8
 
 
-@dataclass(frozen=True)
-class RunTotals:
-    """What a pool run did, for the report."""
-
-    calls: int
-    succeeded: int
-    failed: int
-    attempts: int
-    errors: dict[str, int]
-
-
-class Engine:
-    """Runs calls through one client within one set of limits."""
+class Pool:
+    """Makes calls through one client within one set of limits (an ``Engine``)."""
 
     def __init__(
         self,
@@ -91,6 +79,7 @@ class Engine:
         stream: bool = False,
         warm_up: bool = False,
         model: str | None = None,
+        check: bool = True,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         sleep: Sleep = anyio.sleep,
@@ -102,22 +91,32 @@ class Engine:
         self.stream = stream
         self.warm_up = warm_up  # send the first call alone (it writes the prompt cache)
         self.model = model  # checked against the endpoint's /v1/models before anything is sent
-        self.concurrency = limits.max_concurrency or DEFAULT_CONCURRENCY
+        self.check = check  # preflight the endpoint before the first call
+        self.concurrency = self.capacity = limits.max_concurrency or DEFAULT_CONCURRENCY
         self.pacer = Pacer(limits, clock=clock, sleep=sleep)
-        self._slots = anyio.CapacityLimiter(self.concurrency)
+        self._workers = anyio.CapacityLimiter(self.concurrency)  # a call, its retries included
+        self._slots = anyio.CapacityLimiter(self.concurrency)  # an attempt, paced and sent
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._rng = rng or random.Random()
-        self.errors: Counter[str] = Counter()
-        self.attempts = 0
+        self.counts = Counts()
         self.connected = False  # has the server answered anything yet?
         self.stopping = False
-        self._feed_scope = anyio.CancelScope()
+        self._leader_taken = False
+        self._first_done = anyio.Event()
+
+    @property
+    def attempts(self) -> int:
+        return self.counts.attempts
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return dict(self.counts.errors)
 
     async def _attempt(self, call: Call, attempts: list[Attempt]) -> Reply:
         async with self._slots:
             reservation = await self.pacer.acquire(call.input_tokens)
             started, began = self._wall(), self._clock()
-            self.attempts += 1
+            self.counts.attempts += 1
             try:
                 reply = await self.client.create(
                     call.params,
@@ -126,7 +125,7 @@ class Engine:
                 )
             except PipelineError as exc:
                 self.pacer.settle(reservation, input_tokens=None, output_tokens=0)
-                self.errors[exc.kind] += 1
+                self.counts.errors[exc.kind] += 1
                 self.connected = self.connected or exc.status is not None
                 if isinstance(exc, RateLimited):
                     wait = exc.retry_after
@@ -216,89 +215,45 @@ class Engine:
             return  # the host answers; the run's own retries handle a busy server
         self.connected = True
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The endpoint checked (unless ``check`` is off), then calls are taken."""
+        if self.check:
+            await self.preflight()
+        try:
+            yield
+        finally:
+            self._first_done.set()  # nobody waits on a warm-up call that will not come
+
+    async def submit(self, call: Call) -> CallResult:
+        """Make one call, with retries (``execute``), once a worker is free. Raises
+        ``RunFatal`` (and sends nothing more after it) or ``NotSent`` once stopping."""
+        if self.warm_up and not self._leader_taken:
+            self._leader_taken = True  # the first call goes alone: it writes the prompt cache
+            try:
+                return await self._work(call)
+            finally:
+                self._first_done.set()
+        if self.warm_up:
+            await self._first_done.wait()
+        return await self._work(call)
+
+    async def _work(self, call: Call) -> CallResult:
+        if self.stopping:
+            raise NotSent("the run is stopping")
+        async with self._workers:
+            if self.stopping:
+                raise NotSent("the run is stopping")  # queued, never sent: a later run does it
+            try:
+                return self.counts.result(await self.execute(call))
+            except RunFatal:
+                self.stopping = True
+                raise
+
     def stop(self) -> None:
         """Take no new call; the calls in flight finish (their retries included)."""
         self.stopping = True
-        self._feed_scope.cancel()
+        self._first_done.set()
 
-    async def run(
-        self, calls: Iterable[Call] | AsyncIterable[Call], sink: Sink, *, check: bool = True
-    ) -> RunTotals:
-        """Run every call; hand each result to ``sink`` as it arrives."""
-        if check:
-            await self.preflight()
-        fatal: list[RunFatal] = []
-        totals: Counter[str] = Counter()
-        send_calls, receive_calls = anyio.create_memory_object_stream[Call](self.concurrency)
-        send_results, receive_results = anyio.create_memory_object_stream[CallResult](
-            self.concurrency
-        )
-
-        async def feed() -> None:
-            with self._feed_scope, send_calls:
-                if isinstance(calls, AsyncIterable):
-                    async for call in calls:
-                        await send_calls.send(call)
-                else:
-                    for call in calls:
-                        await send_calls.send(call)
-
-        first_done = anyio.Event()
-
-        async def work(
-            inbox: ObjectReceiveStream[Call],
-            outbox: ObjectSendStream[CallResult],
-            stop: anyio.CancelScope,
-            leader: bool,
-        ) -> None:
-            if self.warm_up and not leader:
-                await first_done.wait()  # the first reply writes the prompt cache for all
-            async with inbox, outbox:
-                try:
-                    async for call in inbox:
-                        if self.stopping:
-                            continue  # queued, never sent: a later run does it
-                        try:
-                            result = await self.execute(call)
-                        except RunFatal as exc:
-                            fatal.append(exc)
-                            stop.cancel()
-                            return
-                        finally:
-                            first_done.set()
-                        # A finished result was paid for: it reaches the sink even if the
-                        # run is being stopped around it.
-                        with anyio.CancelScope(shield=True):
-                            await outbox.send(result)
-                finally:
-                    # No first call at all (the budget refused it, or a stop came first):
-                    # the others must not wait for it forever.
-                    first_done.set()
-
-        async def drain() -> None:
-            async with receive_results:
-                async for result in receive_results:
-                    totals["succeeded" if result.ok else "failed"] += 1
-                    await sink(result)
-
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(drain)
-            async with send_results, receive_calls, anyio.create_task_group() as workers:
-                workers.start_soon(feed)
-                for n in range(self.concurrency):
-                    workers.start_soon(
-                        work,
-                        receive_calls.clone(),
-                        send_results.clone(),
-                        workers.cancel_scope,
-                        n == 0,
-                    )
-        if fatal:
-            raise fatal[0]
-        return RunTotals(
-            calls=totals["succeeded"] + totals["failed"],
-            succeeded=totals["succeeded"],
-            failed=totals["failed"],
-            attempts=self.attempts,
-            errors=dict(self.errors),
-        )
+    def totals(self) -> RunTotals:
+        return self.counts.totals()

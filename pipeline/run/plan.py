@@ -28,8 +28,8 @@ from pipeline.core.pricing import Price
 from pipeline.engine.client import MessagesClient
 from pipeline.readers import Candidate
 from pipeline.readers.sources import find, read_items
-from pipeline.run.runner import PART_HEADER_TOKENS, input_options
-from pipeline.shaping.planner import first_round, request_for
+from pipeline.run.inputs import input_options
+from pipeline.shaping.planner import PART_HEADER_TOKENS, first_round, request_for
 from pipeline.shaping.prompts import cached_prefix_tokens
 from pipeline.shaping.request_tokens import estimate_request
 from pipeline.shaping.tokens import estimate_text

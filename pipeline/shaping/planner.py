@@ -36,6 +36,7 @@ class FirstRound:
     notes: list[str] = field(default_factory=list)
 
 
+PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer in a reduce
 # What {text} says for scanned pages (a PDF's pages without a text layer, sent as a document).
 SCAN_TEXT = "(these pages have no text layer: they are attached above)"
 

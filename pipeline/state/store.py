@@ -13,22 +13,30 @@ finds its finished rows here and sends nothing for them. Only documents whose ro
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+import anyio
 
 from pipeline.core.errors import ConfigError, RunBusy
 from pipeline.core.rows import CallRow, DocumentRow
+from pipeline.state.files import (
+    check_state,
+    finished_keys,
+    open_own,
+    run_summaries,
+    unusable,
+)
+
+__all__ = ["ResultStore", "document_key", "finished_keys", "open_own", "run_summaries"]
 
 _SCHEMA = """
 create table if not exists documents (
@@ -48,6 +56,13 @@ create table if not exists batch_items (
     batch_id text,
     attempt integer not null
 );
+create table if not exists calls (
+    doc text not null,
+    request text not null,
+    reply text not null,
+    attempts text not null,
+    primary key (doc, request)
+);
 create table if not exists runs (
     id integer primary key autoincrement,
     started_at text not null,
@@ -61,71 +76,6 @@ _RUN_SCHEMA = (
     "create temp table seen (key text primary key, source text not null)",
     "create temp table other_rows (source text not null, rows text not null, calls text not null)",
 )
-_SQLITE_HEADER = b"SQLite format 3\x00"
-JOURNALS = ("-wal", "-shm", "-journal")
-
-
-def _unusable(path: Path, exc: Exception, *, opening: bool = True) -> ConfigError:
-    if opening and isinstance(exc, sqlite3.DatabaseError):
-        return ConfigError(
-            f"output.path: the run's state at {path} is not a readable database ({exc}); "
-            "move it aside (finished documents will then be sent again) or give another --output"
-        )
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return ConfigError(
-        f"output.path: cannot keep the run's state at {path} ({reason}); give an --output "
-        "in a folder this user can write, on a disk with room"
-    )
-
-
-def _planted(path: Path) -> ConfigError:
-    return ConfigError(
-        f"output.path: {path} is a symbolic link, a hard link or not a regular file of this "
-        "user, and the run would write through it (another file could be overwritten); "
-        "remove it, or give another --output"
-    )
-
-
-def open_own(path: Path, flags: int) -> int:
-    """Open (creating it 0600) one of the run's own files beside the output: never through
-    a symbolic link, and never a file that is not a regular file of this user with one name
-    (a hard link to another file would be written through)."""
-    try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _planted(path) from None
-        raise
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
-        os.close(fd)
-        raise _planted(path)
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        os.fchmod(fd, 0o600)  # made by an older version with the umask's mode: it holds answers
-    return fd
-
-
-def _check_state(path: Path) -> None:
-    """The state database and its journals: regular files of ours, or not there. A new
-    database is created here, 0600 (SQLite gives its journals the database's mode)."""
-    for end in JOURNALS:
-        journal = path.with_name(path.name + end)
-        try:
-            info = journal.lstat()
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            raise _planted(journal)
-    fd = open_own(path, os.O_RDONLY)
-    try:
-        head = os.pread(fd, len(_SQLITE_HEADER), 0)
-    finally:
-        os.close(fd)
-    if head and head != _SQLITE_HEADER:
-        raise ConfigError(
-            f"output.path: the run's state at {path} is not a readable database (not SQLite); "
-            "move it aside (finished documents will then be sent again) or give another --output"
-        )
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -140,45 +90,6 @@ def document_key(doc_id: str, settings: str) -> str:
     return f"{doc_id}:{settings}"
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    """The state opened read-only. The path is quoted: in a ``file:`` URI a '#' or '?' would
-    end the file's name (and a missing file would be made, empty, under the shorter name)."""
-    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-
-
-def finished_keys(path: Path) -> set[str]:
-    """The keys of the documents finished in the state at ``path``, read without taking the
-    job's lock (``pipeline plan`` may look while a run is going); empty if there is none."""
-    if not path.exists():
-        return set()
-    try:
-        db = _read_only(path)
-        try:
-            return {key for (key,) in db.execute("select key from documents")}
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return set()
-
-
-def run_summaries(path: Path, last: int = 60) -> list[dict[str, Any]]:
-    """The reports of the ``last`` runs kept in the state at ``path``, oldest first, read
-    without taking the job's lock; empty if there is no state or it keeps none."""
-    if not path.exists():
-        return []
-    try:
-        db = _read_only(path)
-        try:
-            found = db.execute(
-                "select summary from runs order by id desc limit ?", (last,)
-            ).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:  # no such table: a state from before runs were kept
-        return []
-    return [json.loads(summary) for (summary,) in reversed(found)]
-
-
 def _encode(rows: Sequence[DocumentRow | CallRow]) -> str:
     return json.dumps(
         [row.record() for row in rows],
@@ -186,6 +97,7 @@ def _encode(rows: Sequence[DocumentRow | CallRow]) -> str:
     )
 
 
+_SAVE_DOCUMENT = "insert or replace into documents (key, rows, calls) values (?, ?, ?)"
 _BUSY_TIMEOUT_MS = 60_000  # two connections write: one waits for the other's commit
 
 
@@ -197,16 +109,19 @@ def _connect(path: Path, *, threaded: bool = False) -> sqlite3.Connection:
     return db
 
 
+_Write = tuple[str, tuple[str, ...]]  # a statement and its values
+
+
 class _GroupCommit:
-    """Finished documents to the ``documents`` table, a group per transaction, in a thread
+    """Finished documents and calls to the database, a group per transaction, in a thread
     with its own connection. ``add`` queues and returns; the thread commits everything
-    queued as soon as its previous commit is done. A failed commit is raised (as the
-    ``ConfigError`` that says what to fix) by the next ``add`` or ``flush``."""
+    queued, in order, as soon as its previous commit is done. A failed commit is raised (as
+    the ``ConfigError`` that says what to fix) by the next ``add`` or ``flush``."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._db = _connect(path, threaded=True)
-        self._pending: list[tuple[str, str, str]] = []
+        self._pending: list[_Write] = []
         self._busy = False
         self._closing = False
         self._error: ConfigError | None = None
@@ -214,10 +129,10 @@ class _GroupCommit:
         self._thread = threading.Thread(target=self._loop, name="pipeline-state", daemon=True)
         self._thread.start()
 
-    def add(self, item: tuple[str, str, str]) -> None:
+    def add(self, *writes: _Write) -> None:
         with self._changed:
             self._raise_error()
-            self._pending.append(item)
+            self._pending.extend(writes)
             self._changed.notify_all()
 
     def flush(self) -> None:
@@ -254,18 +169,17 @@ class _GroupCommit:
                     self._busy = False
                     self._changed.notify_all()
 
-    def _commit(self, group: list[tuple[str, str, str]]) -> None:
+    def _commit(self, group: list[_Write]) -> None:
         try:
             self._db.execute("begin immediate")
-            self._db.executemany(
-                "insert or replace into documents (key, rows, calls) values (?, ?, ?)", group
-            )
+            for statement, values in group:
+                self._db.execute(statement, values)
             self._db.execute("commit")
         except Exception as exc:  # a full disk, a removed file: the run must stop and say so
             if self._db.in_transaction:
                 self._db.execute("rollback")
             with self._changed:
-                self._error = _unusable(self._path, exc, opening=False)
+                self._error = unusable(self._path, exc, opening=False)
 
 
 class ResultStore:
@@ -281,7 +195,7 @@ class ResultStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = open_own(lock, os.O_RDWR)
         except OSError as exc:
-            raise _unusable(path, exc) from None
+            raise unusable(path, exc) from None
         held = os.pread(self._lock, 64, 0).strip()
         if held and not held.isdigit():
             os.close(self._lock)
@@ -299,7 +213,7 @@ class ResultStore:
                 "wait for it to finish (--wait), or give this run another --output"
             ) from None
         try:
-            _check_state(path)
+            check_state(path)
             os.ftruncate(self._lock, 0)
             os.pwrite(self._lock, str(os.getpid()).encode(), 0)
             self._db = _connect(path)
@@ -311,7 +225,7 @@ class ResultStore:
             os.close(self._lock)
             if isinstance(exc, ConfigError):
                 raise
-            raise _unusable(path, exc) from None
+            raise unusable(path, exc) from None
 
     def reuse(self, key: str, source: str) -> bool:
         """If ``key`` was finished by an earlier run, keep it in this run's output."""
@@ -324,8 +238,12 @@ class ResultStore:
         self, key: str, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]
     ) -> None:
         """Commit one finished document, durably, with the next group (see the module's
-        docstring): it returns at once."""
-        self._saved.add((key, _encode(rows), _encode(calls)))
+        docstring): it returns at once. Its stored calls go in the same transaction: the
+        document's row is now the durable record."""
+        self._saved.add(
+            (_SAVE_DOCUMENT, (key, _encode(rows), _encode(calls))),
+            ("delete from calls where doc = ?", (key,)),
+        )
         self._db.execute("insert or replace into seen values (?, ?)", (key, source))
 
     def add_other(self, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]) -> None:
@@ -354,6 +272,25 @@ class ResultStore:
         for source, encoded in self._db.execute(query):
             for record in json.loads(encoded):
                 yield source, record
+
+    # ---- Finished calls of unfinished documents: a re-run pays only for the others ----
+
+    def stored_call(self, doc: str, request: str) -> tuple[str, str] | None:
+        """The reply and attempts (as ``keep_call`` was given them) of the request hashed
+        ``request`` for the document ``doc``, if an earlier run finished it."""
+        found = self._db.execute(
+            "select reply, attempts from calls where doc = ? and request = ?", (doc, request)
+        ).fetchone()
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    def keep_call(self, doc: str, request: str, reply: str, attempts: str) -> None:
+        """Commit one finished call with the next group, off the event loop: returns at once."""
+        self._saved.add(
+            (
+                "insert or replace into calls (doc, request, reply, attempts) values (?, ?, ?, ?)",
+                (doc, request, reply, attempts),
+            )
+        )
 
     # ---- Objects in storage: which document an unchanged object was, without downloading it ----
 
@@ -409,12 +346,28 @@ class ResultStore:
 
     def forget_all(self) -> None:
         self._db.execute("delete from documents")
+        self._db.execute("delete from calls")
         self._db.execute("delete from batch_items")
+
+    async def __aenter__(self) -> ResultStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close on every way out, off the event loop (the last commit syncs the disk), and
+        not to be cut short by a cancel: the lock must go."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self._saved.close)
+            finally:
+                self._release()
 
     def close(self) -> None:
         """Commit what is queued, and let the job's lock go."""
         try:
             self._saved.close()
         finally:
-            self._db.close()
-            os.close(self._lock)  # releases the lock
+            self._release()
+
+    def _release(self) -> None:
+        self._db.close()
+        os.close(self._lock)  # releases the lock

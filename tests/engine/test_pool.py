@@ -16,8 +16,9 @@ from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core import errors
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
+from pipeline.engine.base import run_calls
 from pipeline.engine.client import MessagesClient
-from pipeline.engine.pool import Engine
+from pipeline.engine.pool import Pool
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import (
     Faults,
@@ -49,22 +50,22 @@ def make_calls(count: int, model: str = "claude-haiku-4-5", start: int = 0) -> l
 @asynccontextmanager
 async def engine_for(
     server: SimulatorServer, limits: Limits, *, key: str | None = None, **kwargs: Any
-) -> AsyncIterator[Engine]:
+) -> AsyncIterator[Pool]:
     endpoint = Endpoint(server.url, ApiKey(key or server.api_key), key_source="$TEST_KEY")
     read_timeout = kwargs.pop("read_timeout_s", None)
     async with MessagesClient(
         endpoint, concurrency=limits.max_concurrency or 8, read_timeout_s=read_timeout
     ) as client:
-        yield Engine(client, limits, **kwargs)
+        yield Pool(client, limits, **kwargs)
 
 
-async def run_all(engine: Engine, calls: list[Call]) -> list[CallResult]:
+async def run_all(engine: Pool, calls: list[Call]) -> list[CallResult]:
     results: list[CallResult] = []
 
     async def sink(result: CallResult) -> None:
         results.append(result)
 
-    await engine.run(calls, sink)
+    await run_calls(engine, calls, sink)
     return results
 
 
@@ -162,7 +163,7 @@ async def test_unknown_model_stops_the_run_and_keeps_what_finished(
     started = time.monotonic()
     async with engine_for(server, Limits(max_concurrency=4), retry=QUICK) as engine:
         with pytest.raises(errors.ModelNotFound, match=r"claude-nonexistent.*Check the model name"):
-            await engine.run(calls, sink)
+            await run_calls(engine, calls, sink)
     assert time.monotonic() - started < 2
     stats = server.stats()
     assert len(results) >= 30 - 4
@@ -182,7 +183,7 @@ async def test_unreachable_host_stops_at_once_with_the_url() -> None:
 
     endpoint = Endpoint("http://127.0.0.1:9", ApiKey("k"))  # the discard port: nothing listens
     async with MessagesClient(endpoint) as client:
-        engine = Engine(client, Limits(), sleep=sleep)
+        engine = Pool(client, Limits(), sleep=sleep)
         with pytest.raises(errors.HostUnreachable, match=r"127\.0\.0\.1.*Check the base URL"):
             await run_all(engine, make_calls(5))
     assert len(waits) == 2  # three quick tries, not an overnight of patience
@@ -207,7 +208,7 @@ async def test_retry_after_is_honoured_on_virtual_time(fake_clock: FakeClock) ->
 
     endpoint = Endpoint("http://127.0.0.1:1", ApiKey("k"))
     async with MessagesClient(endpoint, transport=httpx.MockTransport(handle)) as client:
-        engine = Engine(client, Limits(max_concurrency=1), clock=fake_clock, sleep=sleep)
+        engine = Pool(client, Limits(max_concurrency=1), clock=fake_clock, sleep=sleep)
         results = [await engine.execute(call) for call in make_calls(2)]
     start = sent_at[0]
     assert [t - start for t in sent_at] == [0, 7, 7]
@@ -230,7 +231,7 @@ async def test_server_saying_do_not_retry_is_obeyed() -> None:
 
     endpoint = Endpoint("http://127.0.0.1:1", ApiKey("k"))
     async with MessagesClient(endpoint, transport=httpx.MockTransport(handle)) as client:
-        result = await Engine(client, Limits()).execute(make_calls(1)[0])
+        result = await Pool(client, Limits()).execute(make_calls(1)[0])
     assert count == 1
     assert isinstance(result.error, errors.RetriesExhausted)
     assert result.error.request_id == "req_9"
@@ -270,6 +271,6 @@ async def test_memory_streams_are_bounded_by_concurrency(simulator: SimulatorSer
         await anyio.lowlevel.checkpoint()
 
     async with engine_for(simulator, Limits(max_concurrency=2)) as engine:
-        await engine.run(calls(), slow_sink)
+        await run_calls(engine, calls(), slow_sink)
     # In flight: 2 working + 2 queued calls + 2 queued results + 1 in the feeder's hand.
     assert max(seen_gap) <= 2 * 3 + 1

@@ -16,7 +16,7 @@ from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import MAX_PAUSE_S, Limits
 from pipeline.core.models import Call
 from pipeline.engine.client import MessagesClient
-from pipeline.engine.pool import Engine
+from pipeline.engine.pool import Pool
 from pipeline.simulator import Faults, SimulatorConfig
 from tests.conftest import TEST_MODELS, FakeClock, StartSimulator
 from tests.hardening.support import KEY, Seen, error_reply, loopback, message_reply, small_job
@@ -42,7 +42,7 @@ async def test_an_absurd_retry_after_pauses_the_run_at_most_the_cap(
     with loopback(answer) as server:
         endpoint = Endpoint(server.url, ApiKey(KEY), key_source="$MEGALLM_API_KEY")
         async with MessagesClient(endpoint) as client:
-            engine = Engine(client, Limits(max_concurrency=1), clock=fake_clock, sleep=sleep)
+            engine = Pool(client, Limits(max_concurrency=1), clock=fake_clock, sleep=sleep)
             params = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
             result = await engine.execute(Call("doc|whole", params, input_tokens=5))
     assert result.ok

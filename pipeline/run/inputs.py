@@ -1,0 +1,207 @@
+"""The run's inputs: what discovery finds, read in worker threads while the calls go out.
+
+``Reader.read_all`` sends each ``Document`` (or ``(source, InputProblem)``) to the run as
+it is read; memory follows the run's capacity, not the corpus. An object in storage that is
+unchanged since a finished run (same ETag and size) is reused without downloading it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from pipeline.config.spec import Job
+from pipeline.core.errors import InputProblem
+from pipeline.core.models import Document
+from pipeline.core.rows import DOCUMENT_COLUMNS, structured_columns
+from pipeline.output.report import Tally
+from pipeline.readers import Candidate, InputOptions, read_document
+from pipeline.readers.formats import lookup
+from pipeline.readers.options import TableOptions
+from pipeline.readers.pdfpool import PdfTextPool
+from pipeline.readers.read import PdfTextReader
+from pipeline.readers.sources import find, read_items
+from pipeline.state.store import ResultStore, document_key
+
+READ_THREADS = 4
+DISCOVER_BATCH = 64
+READ_BATCH = 16  # files other than PDFs read per hand-off to a thread
+
+Item = Document | tuple[str, InputProblem]
+Out = ObjectSendStream[Item]
+
+
+class Reader:
+    def __init__(self, job: Job, store: ResultStore, tally: Tally, settings: str) -> None:
+        self.options = input_options(job)
+        self.store, self.tally, self.settings = store, tally, settings
+        self.reused = 0  # objects reused without downloading them
+        self._row_ids: set[str] = set()  # doc_ids of the table rows read (tables.rows)
+
+    async def read_all(self, out: Out) -> None:
+        found = iter(find(self.options))
+        with PdfTextPool() as pool:  # its workers start with the first PDF
+            await self._read_found(found, pool, out)
+
+    async def _read_found(
+        self, found: Iterator[Candidate | InputProblem], pool: PdfTextPool, out: Out
+    ) -> None:
+        """Read what discovery finds: PDFs' text one file a thread, each thread waiting on a
+        worker process of ``pool``; other files ``READ_BATCH`` to a thread (a hand-off a file
+        cost more than reading a small one). Abandoned on cancel: a stopped run does not wait
+        for a read (the pool's workers are killed when it closes)."""
+        options = self.options
+        slots = anyio.Semaphore(READ_THREADS + pool.size)
+        pdf_text = pool.read_text if options.mode == "text" else None
+
+        async def read(candidates: list[Candidate]) -> None:
+            try:
+                items = await anyio.to_thread.run_sync(
+                    functools.partial(_read_many, candidates, options, pdf_text),
+                    abandon_on_cancel=True,
+                )
+                for candidate, item in zip(candidates, items, strict=True):
+                    if isinstance(item, Document):
+                        self._remember(candidate, item)
+                    await out.send(item)
+            except anyio.BrokenResourceError:
+                group.cancel_scope.cancel()  # the run stopped taking documents
+            finally:
+                slots.release()
+
+        async with out, anyio.create_task_group() as group:
+            # The walk runs in a thread, a batch of entries per hand-off: one hand-off a file
+            # cost more than listing it.
+            while batch := await anyio.to_thread.run_sync(list, islice(found, DISCOVER_BATCH)):
+                small: list[Candidate] = []
+                for item in batch:
+                    self.tally.discovered += 1
+                    if isinstance(item, InputProblem):
+                        if not await _send(out, (str(item.source or item.message), item)):
+                            return  # the run stopped taking documents
+                    elif options.table is not None:
+                        if not await self._read_rows(item, out):
+                            return  # the run stopped taking documents
+                    elif self._reuse_object(item):
+                        continue
+                    elif pdf_text is not None and _is_pdf(item, options):
+                        await slots.acquire()
+                        group.start_soon(read, [item])
+                    else:
+                        small.append(item)
+                for start in range(0, len(small), READ_BATCH):
+                    await slots.acquire()
+                    group.start_soon(read, small[start : start + READ_BATCH])
+            self.tally.discovery_done = True
+
+    async def _read_rows(self, candidate: Candidate, out: Out) -> bool:
+        """A table's rows, a slice at a time in a worker thread; False if the run stopped
+        taking documents."""
+        items = read_items(candidate, self.options, self._row_ids)
+        self.tally.discovered -= 1  # the table was counted as found: its rows count instead
+        try:
+            while batch := await anyio.to_thread.run_sync(list, islice(items, DISCOVER_BATCH)):
+                self.tally.discovered += len(batch)
+                for item in batch:
+                    sent = item if isinstance(item, Document) else (item.source or "", item)
+                    if not await _send(out, sent):
+                        return False
+        finally:
+            items.close()
+        return True
+
+    def _reuse_object(self, candidate: Candidate) -> bool:
+        """An object in storage whose ETag and size are those of a document finished with
+        these settings: reused without downloading it."""
+        if candidate.url is None or candidate.etag is None:
+            return False
+        doc_id = self.store.object_doc(candidate.url, candidate.etag, candidate.size or 0)
+        if doc_id is None:
+            return False
+        if not self.store.reuse(document_key(doc_id, self.settings), candidate.source):
+            return False
+        self.reused += 1
+        self.tally.reused += 1
+        return True
+
+    def _remember(self, candidate: Candidate, document: Document) -> None:
+        if candidate.url is not None and candidate.etag is not None:
+            self.store.remember_object(
+                candidate.url, candidate.etag, candidate.size or 0, document.doc_id
+            )
+
+
+async def _send(out: Out, item: Item) -> bool:
+    try:
+        await out.send(item)
+    except anyio.BrokenResourceError:
+        return False
+    return True
+
+
+def _is_pdf(candidate: Candidate, options: InputOptions) -> bool:
+    return lookup(candidate.path.name, code=options.code).kind == "pdf"
+
+
+def _read_many(
+    candidates: list[Candidate], options: InputOptions, pdf_text: PdfTextReader | None
+) -> list[Item]:
+    """Read each file, in this (worker) thread: its ``Document``, or what went wrong."""
+    items: list[Item] = []
+    for candidate in candidates:
+        try:
+            items.append(read_document(candidate, options, pdf_text=pdf_text))
+        except InputProblem as problem:
+            items.append((candidate.source, problem))
+    return items
+
+
+def _table_options(job: Job) -> TableOptions | None:
+    inputs = job.spec.inputs
+    if inputs.text_column is None:
+        return None
+    spec = job.spec
+    structured = structured_columns(spec.structured.schema_ if spec.structured else None)
+    taken = {*DOCUMENT_COLUMNS, *structured}
+    return TableOptions(
+        text_column=inputs.text_column,
+        id_column=inputs.id_column,
+        keep=tuple((c, f"input_{c}" if c in taken else c) for c in inputs.keep_columns),
+        template_columns=job.template_columns,
+    )
+
+
+def input_options(job: Job) -> InputOptions:
+    inputs = job.spec.inputs
+    return InputOptions(
+        urls=job.input_urls,
+        table=_table_options(job),
+        paths=job.input_paths,
+        include=tuple(inputs.include),
+        exclude=tuple(inputs.exclude),
+        gitignore=inputs.gitignore,
+        skip_secrets=inputs.skip_secrets,
+        follow_symlinks=inputs.follow_symlinks,
+        max_file_bytes=inputs.max_file_bytes,
+        mode=inputs.mode,
+        scans=inputs.scans,
+        code=inputs.code,
+    )
+
+
+def check_inputs(job: Job) -> dict[str, Any]:
+    """Raise ConfigError now, before anything is sent, if an input path matches nothing (or
+    a table lacks a column the job names); StorageRefused if a bucket refuses the
+    credentials. Returns a table job's kept columns (name -> Parquet type)."""
+    options = input_options(job)
+    if options.table is not None:
+        from pipeline.readers import tables  # polars and pyarrow: only for a table job
+
+        return tables.check(find(options), options.table)
+    next(iter(find(options)), None)
+    return {}
