@@ -233,6 +233,13 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
         f"  output     up to {plan.output_tokens_max:,} tokens "
         f"({plan.all_requests:,} requests x model.max_tokens {plan.max_tokens:,})"
     )
+    lines.extend(_cost_and_time(plan, price, limits))
+    return "\n".join(lines)
+
+
+def _cost_and_time(plan: Plan, price: Price | None, limits: Limits) -> list[str]:
+    """The plan's last lines: the most it can cost, and the least time it can take."""
+    lines = []
     usage = plan.usage_max()
     if price is None:
         lines.append("  cost       unknown: no price for this model (set [pricing])")
@@ -252,7 +259,7 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
         )
     else:
         lines.append(f"  time       at least {_duration(seconds)}: the tier's {binding} binds")
-    return "\n".join(lines)
+    return lines
 
 
 def as_dict(plan: Plan, price: Price | None, limits: Limits) -> dict[str, Any]:
