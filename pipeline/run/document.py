@@ -86,9 +86,12 @@ async def _round(ctx: Context, ledger: Ledger, key: str, parts: list[Part]) -> A
     async def one(n: int, part: Part) -> None:
         answers[n] = await _part(ctx, ledger, key, part)
 
-    async with anyio.create_task_group() as group:
-        for n, part in enumerate(parts):
-            group.start_soon(one, n, part)
+    if len(parts) == 1:
+        await one(0, parts[0])  # most documents: one call, no task group to make
+    else:
+        async with anyio.create_task_group() as group:
+            for n, part in enumerate(parts):
+                group.start_soon(one, n, part)
     if ledger.failed or ledger.unsent:
         return None
     return [pair for found in answers if found is not None for pair in found]

@@ -10,6 +10,7 @@ pays only for its calls that had not finished.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -35,6 +36,8 @@ from pipeline.run.inputs import READ_THREADS, Item, Reader
 from pipeline.run.record import Rows
 from pipeline.shaping.prompts import head_of, worth_caching
 from pipeline.state.store import ResultStore, document_key, settings_hash
+
+log = logging.getLogger("pipeline.run")
 
 
 class JobRun:
@@ -103,6 +106,12 @@ class JobRun:
             self.ended, self.fatal_error = "fatal", str(error or grouped)
             raise error or grouped from None
         finally:
+            if self.context.reused_calls:
+                log.info(
+                    "%d calls of unfinished documents were answered by an earlier run: not sent",
+                    self.context.reused_calls,
+                    extra={"event": "calls_reused", "calls": self.context.reused_calls},
+                )
             ending = finish.Ending(
                 self.ended,
                 self.fatal_error,

@@ -221,6 +221,11 @@ class ResultStore:
             for statement in _RUN_SCHEMA:
                 self._db.execute(statement)
             self._saved = _GroupCommit(path)
+            # Calls kept by an earlier run? If none, a run asks nothing of the table: the
+            # calls this run keeps are for the next one.
+            self._earlier_calls = (
+                self._db.execute("select exists (select 1 from calls)").fetchone()[0] == 1
+            )
         except (OSError, sqlite3.Error, ConfigError) as exc:
             os.close(self._lock)
             if isinstance(exc, ConfigError):
@@ -278,6 +283,8 @@ class ResultStore:
     def stored_call(self, doc: str, request: str) -> tuple[str, str] | None:
         """The reply and attempts (as ``keep_call`` was given them) of the request hashed
         ``request`` for the document ``doc``, if an earlier run finished it."""
+        if not self._earlier_calls:
+            return None
         found = self._db.execute(
             "select reply, attempts from calls where doc = ? and request = ?", (doc, request)
         ).fetchone()
@@ -347,6 +354,7 @@ class ResultStore:
     def forget_all(self) -> None:
         self._db.execute("delete from documents")
         self._db.execute("delete from calls")
+        self._earlier_calls = False
         self._db.execute("delete from batch_items")
 
     async def __aenter__(self) -> ResultStore:

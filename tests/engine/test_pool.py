@@ -274,3 +274,36 @@ async def test_memory_streams_are_bounded_by_concurrency(simulator: SimulatorSer
         await run_calls(engine, calls(), slow_sink)
     # In flight: 2 working + 2 queued calls + 2 queued results + 1 in the feeder's hand.
     assert max(seen_gap) <= 2 * 3 + 1
+
+
+@pytest.mark.anyio
+async def test_a_stopped_pool_sends_nothing_new_and_lets_the_call_in_flight_finish() -> None:
+    arrived, release = anyio.Event(), anyio.Event()
+    sent: list[str] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        arrived.set()
+        await release.wait()
+        message = {"type": "message", "id": "m", "model": "x", "content": [], "usage": {}}
+        return httpx.Response(200, json=message)
+
+    endpoint = Endpoint("http://127.0.0.1:1", ApiKey("k"))
+    first, second = make_calls(2)
+    results: list[CallResult] = []
+    async with MessagesClient(endpoint, transport=httpx.MockTransport(handle)) as client:
+        engine = Pool(client, Limits(max_concurrency=2), check=False)
+        async with engine.running(), anyio.create_task_group() as group:
+
+            async def in_flight() -> None:
+                results.append(await engine.submit(first))
+
+            group.start_soon(in_flight)
+            await arrived.wait()
+            engine.stop()
+            with pytest.raises(errors.NotSent):
+                await engine.submit(second)
+            release.set()
+    assert [r.ok for r in results] == [True]  # the call in flight finished
+    assert sent == ["/v1/messages"]  # and nothing was sent after the stop
+    assert engine.totals().calls == 1
