@@ -51,10 +51,9 @@ class Reader:
     async def _read_found(
         self, found: Iterator[Candidate | InputProblem], pool: PdfTextPool, out: Out
     ) -> None:
-        """Read what discovery finds: PDFs' text one file a thread, each thread waiting on a
-        worker process of ``pool``; other files ``READ_BATCH`` to a thread (a hand-off a file
-        cost more than reading a small one). Abandoned on cancel: a stopped run does not wait
-        for a read (the pool's workers are killed when it closes)."""
+        """Read what discovery finds: PDFs' text one file a thread, each waiting on a worker
+        process of ``pool``; other files ``READ_BATCH`` to a thread. Abandoned on cancel: a
+        stopped run does not wait for a read (the pool's workers die when it closes)."""
         options = self.options
         slots = anyio.Semaphore(READ_THREADS + pool.size)
         pdf_text = pool.read_text if options.mode == "text" else None
@@ -75,8 +74,7 @@ class Reader:
                 slots.release()
 
         async with out, anyio.create_task_group() as group:
-            # The walk runs in a thread, a batch of entries per hand-off: one hand-off a file
-            # cost more than listing it.
+            # The walk runs in a thread, a batch of entries per hand-off (not one a file).
             while batch := await anyio.to_thread.run_sync(list, islice(found, DISCOVER_BATCH)):
                 small: list[Candidate] = []
                 for item in batch:
