@@ -9,8 +9,9 @@ the run's ``Tally``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.config.spec import Job
 from pipeline.core.errors import NotOffered, NotSent, PipelineError
@@ -63,14 +64,32 @@ class Context:
         return self.job.spec.chunking.strategy == "per_chunk"
 
     async def ask(self, ledger: Ledger, key: str, part: Part) -> CallResult | None:
-        """The part's call, made or found stored; None if it was not sent (the run is
-        stopping, or the budget would be passed)."""
-        document = ledger.document
+        """The part's call (its request rendered from the part's unit and template), made or
+        found stored; None if it was not sent (the run is stopping, or the budget would be
+        passed)."""
         params = request_for(
-            self.job, document, part.unit, template=part.template, final=part.final
+            self.job, ledger.document, part.unit, template=part.template, final=part.final
         )
+        return await self.send(
+            ledger, key, part.label, params, keep=not part.final or self.per_chunk
+        )
+
+    async def send(
+        self,
+        ledger: Ledger,
+        key: str,
+        label: str,
+        params: Mapping[str, Any],
+        *,
+        keep: bool = True,
+    ) -> CallResult | None:
+        """One request of the document ``key``, named ``label`` in the calls file: an
+        earlier run's stored reply to the same request, or the engine's result (kept in the
+        state if ``keep``, for a run that stops before the document ends); None if it was
+        not sent. Another way to answer a document (a conversation, a tool loop) builds its
+        own requests and sends them here."""
         call = Call(
-            f"{document.doc_id}|{part.label}", params, input_tokens=estimate_request(params)
+            f"{ledger.document.doc_id}|{label}", params, input_tokens=estimate_request(params)
         )
         request = request_hash(params)
         stored = self.store.stored_call(key, request)
@@ -78,7 +97,7 @@ class Context:
             reply, attempts = decode(*stored)
             self.reused_calls += 1
             result = CallResult(call, reply, None, attempts)
-            ledger.account(part.label, result)  # the answer's cost, not this run's spend
+            ledger.account(label, result)  # the answer's cost, not this run's spend
             return result
         if self.stopping():
             return None
@@ -95,13 +114,13 @@ class Context:
         except NotSent:
             self.budget.settle(call)
             return None
-        self._settle(ledger, part, result)
-        if result.reply is not None and (not part.final or self.per_chunk):
+        self._settle(ledger, label, result)
+        if result.reply is not None and keep:
             self.store.keep_call(key, request, *encode(result.reply, result.attempts))
         return result
 
-    def _settle(self, ledger: Ledger, part: Part, result: CallResult) -> None:
-        ledger.account(part.label, result)
+    def _settle(self, ledger: Ledger, label: str, result: CallResult) -> None:
+        ledger.account(label, result)
         usage = result.reply.usage if result.reply is not None else Usage()
         self.budget.settle(result.call)
         self.tally.call(result, self.rows.cost(usage) or 0.0)
