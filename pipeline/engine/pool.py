@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.errors import (
     ConnectionFailed,
     HostUnreachable,
@@ -64,9 +65,6 @@ def _log_failed(call: Call, attempt: int, error: PipelineError) -> None:
     )
 
 
-DEFAULT_CONCURRENCY = 8
-
-
 class Pool:
     """Makes calls through one client within one set of limits (an ``Engine``)."""
 
@@ -92,7 +90,7 @@ class Pool:
         self.warm_up = warm_up  # send the first call alone (it writes the prompt cache)
         self.model = model  # checked against the endpoint's /v1/models before anything is sent
         self.check = check  # preflight the endpoint before the first call
-        self.concurrency = self.capacity = limits.max_concurrency or DEFAULT_CONCURRENCY
+        self.concurrency = self.capacity = limits.max_concurrency or CONCURRENCY
         self.pacer = Pacer(limits, clock=clock, sleep=sleep)
         self._workers = anyio.CapacityLimiter(self.concurrency)  # a call, its retries included
         self._slots = anyio.CapacityLimiter(self.concurrency)  # an attempt, paced and sent

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from pipeline.config.spec import Job
+from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.errors import InputProblem, NotOffered
 from pipeline.core.limits import Limits
 from pipeline.core.models import Document, Usage
@@ -98,7 +99,7 @@ class Plan:
             ),
         }
         times = {name: 60 * need / limit for name, (need, limit) in bounds.items() if limit}
-        concurrency = limits.max_concurrency or 4
+        concurrency = limits.max_concurrency or CONCURRENCY
         times["concurrency"] = self.all_requests * per_reply / concurrency
         binding = max(times, key=lambda name: times[name])
         return times[binding], binding
@@ -252,9 +253,10 @@ def _cost_and_time(plan: Plan, price: Price | None, limits: Limits) -> list[str]
         )
     seconds, binding = plan.least_time(limits)
     if binding == "concurrency":
+        at_once = limits.max_concurrency or CONCURRENCY
         lines.append(
             f"  time       about {_duration(seconds)} if every reply runs to max_tokens at "
-            f"~{ASSUMED_TOKENS_PER_S:.0f} tokens/s ({limits.max_concurrency or 4} at a time); "
+            f"~{ASSUMED_TOKENS_PER_S:.0f} tokens/s ({at_once} at a time); "
             "no per-minute limit binds"
         )
     else:

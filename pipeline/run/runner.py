@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from pipeline.config.endpoint import Endpoint
 from pipeline.config.spec import Job
+from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.errors import RunBusy, first_pipeline_error
 from pipeline.core.limits import Clock, Sleep
 from pipeline.engine.client import MessagesClient
@@ -86,7 +87,7 @@ async def run_job(
     kept_columns = check_inputs(job)
     chunk_tokens = job.chunk_budget(estimate_text)  # a ConfigError before anything is made
     tally = Tally()
-    concurrency = job.limits.max_concurrency or 4
+    concurrency = job.limits.max_concurrency or CONCURRENCY
     async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:
         with anyio.fail_after(control.max_duration_s if control.wait else None):
             try:
