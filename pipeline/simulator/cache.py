@@ -11,8 +11,10 @@ For each request:
 - read: the longest live entry found at a breakpoint or up to 20 blocks before one (the
   real API's lookback), reported as ``cache_read_input_tokens``;
 - write: if the last breakpoint lies beyond what was read and its prefix is at least the
-  minimum length, the tokens from the read point to the last breakpoint are written
-  (``cache_creation_input_tokens``, split by TTL in ``cache_creation``), one entry per
+  model's minimum length (``pipeline.core.catalogue``: 1,024 to 4,096 tokens by model; one
+  figure for every model when the simulator is told one), the tokens from the read point to
+  the last breakpoint are written (``cache_creation_input_tokens``, split by TTL in
+  ``cache_creation``), one entry per
   breakpoint whose prefix is long enough;
 - ``input_tokens`` is the rest, so the three add up to what ``count_tokens`` returns.
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
+from pipeline.core.catalogue import cache_minimum
 from pipeline.simulator.tokenizer import Piece, request_pieces
 
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
@@ -124,7 +127,9 @@ def _prefix_keys(scope: str, pieces: Sequence[Piece]) -> list[str]:
 
 
 class PromptCache:
-    def __init__(self, *, min_tokens: int, token_scale: float = 1.0) -> None:
+    """``min_tokens``: the shortest prefix cached for every model; None: each model's own."""
+
+    def __init__(self, *, min_tokens: int | None = None, token_scale: float = 1.0) -> None:
         self.min_tokens = min_tokens
         self._scale = token_scale
         self._entries: dict[str, tuple[float, float]] = {}  # key -> (expires at, ttl)
@@ -155,7 +160,8 @@ class PromptCache:
                     break
         read_tokens = prefix[hit] if hit >= 0 else 0
         last = marks[-1].index
-        if last <= hit or prefix[last] < self.min_tokens:
+        minimum = self.minimum(str(body.get("model", "")))
+        if last <= hit or prefix[last] < minimum:
             return CachePlan(InputUsage(total - read_tokens, 0, read_tokens), read)
         by_ttl = {"5m": 0, "1h": 0}
         writes: list[Write] = []
@@ -165,13 +171,17 @@ class PromptCache:
                 continue
             by_ttl[mark.ttl] += prefix[mark.index] - start
             start = prefix[mark.index]
-            if prefix[mark.index] >= self.min_tokens:
+            if prefix[mark.index] >= minimum:
                 writes.append(Write(keys[mark.index], TTL_SECONDS[mark.ttl]))
         written = prefix[last] - read_tokens
         usage = InputUsage(
             total - read_tokens - written, written, read_tokens, by_ttl["5m"], by_ttl["1h"]
         )
         return CachePlan(usage, read, tuple(writes))
+
+    def minimum(self, model: str) -> int:
+        """The shortest prefix ``model`` caches, in tokens."""
+        return cache_minimum(model) if self.min_tokens is None else self.min_tokens
 
     def commit(self, plan: CachePlan, *, now: float) -> None:
         """The request was served: refresh what it read, keep what it wrote."""

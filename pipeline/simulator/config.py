@@ -19,8 +19,9 @@ CONTEXT_WINDOW = catalogue.DEFAULT_WINDOW  # each model's own is in the table; a
 MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_API_KEY = defaults.SIMULATOR_API_KEY
 # The shortest prefix the real API caches on Sonnet 4/4.5 and Opus 4/4.1 (other models: 2,048
-# or 4,096); shorter prefixes are processed without caching, silently.
-CACHE_MIN_TOKENS = 1_024
+# or 4,096, each model's in ``pipeline.core.catalogue``); shorter prefixes are processed
+# without caching, silently.
+CACHE_MIN_TOKENS = catalogue.DEFAULT_CACHE_MINIMUM
 BATCH_MAX_REQUESTS = 100_000
 BATCH_MAX_BYTES = 256 * 1024 * 1024
 
@@ -203,9 +204,9 @@ class SimulatorConfig:
     # Charge this many times the documented count: a tokenizer that counts more than the
     # client estimated (newer models' tokenizers give up to ~35% more for the same text).
     token_scale: float = 1.0
-    # Prompt caching: a prefix shorter than this many tokens is not cached (the real minimum
-    # depends on the model; see CACHE_MIN_TOKENS).
-    cache_min_tokens: int = CACHE_MIN_TOKENS
+    # Prompt caching: a prefix shorter than the model's minimum (``pipeline.core.catalogue``)
+    # is not cached; a number here is the minimum for every model instead (tests lower it).
+    cache_min_tokens: int | None = None
     batches: Batches = field(default_factory=Batches)
     models: ModelSet = "gateway"
     # Endpoints a gateway may leave out: without them, their paths are a 404 as on a server
@@ -231,8 +232,12 @@ class SimulatorConfig:
         if limit is not None and limit < 1:
             raise ConfigError("count_tokens_requests_per_minute: must be at least 1")
         minimum = self.cache_min_tokens
-        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
-            raise ConfigError("cache_min_tokens: must be a whole number of at least 1")
+        if minimum is not None and (
+            isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1
+        ):
+            raise ConfigError(
+                "cache_min_tokens: a whole number of at least 1, or None for each model's own"
+            )
 
     def __repr__(self) -> str:
         # Keys are secrets even in a simulator: a repr that leaks them teaches bad habits.

@@ -81,6 +81,20 @@ def test_a_prefix_below_the_minimum_is_not_cached(start_simulator: StartSimulato
     assert usage_of(call(lowered, short))["cache_read_input_tokens"] == prefix_tokens(short)
 
 
+def test_each_model_caches_from_its_own_minimum(start_simulator: StartSimulator) -> None:
+    """The catalogue's figure per model: 1,200 tokens are cached on Sonnet 4.5 (1,024) but
+    not on Haiku 4.5 (4,096), whose minimum a 4,200-token prefix passes."""
+    server = start_simulator()
+    sonnet = cached_body()
+    haiku = {**cached_body(), "model": "claude-haiku-4-5"}
+    assert 1_024 < prefix_tokens(sonnet) < 4_096
+    assert usage_of(call(server, sonnet))["cache_creation_input_tokens"] == prefix_tokens(sonnet)
+    assert usage_of(call(server, haiku))["cache_creation_input_tokens"] == 0
+    longer = {**haiku, "system": system("word " * 4_200)}
+    assert usage_of(call(server, longer))["cache_creation_input_tokens"] == prefix_tokens(longer)
+    assert usage_of(call(server, longer))["cache_read_input_tokens"] == prefix_tokens(longer)
+
+
 def test_entries_expire_after_their_ttl_and_each_read_renews_it(
     start_simulator: StartSimulator, fake_clock: FakeClock
 ) -> None:
