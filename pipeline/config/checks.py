@@ -12,9 +12,11 @@ from pathlib import Path
 
 from pipeline.config.paths import page_path, report_path
 from pipeline.config.sections import JobSpec, ModelSpec, PricingSpec
+from pipeline.config.turns import REFINE_PLACEHOLDERS, check_columns
 from pipeline.core import catalogue
 from pipeline.core.errors import ConfigError
 from pipeline.core.pricing import Price
+from pipeline.core.rows import DOCUMENT_COLUMNS, column_of
 from pipeline.core.sensitive import secret_by_content, secret_by_name
 
 # What a template may name. Nothing else: no attribute access, no indexing, no code.
@@ -152,22 +154,31 @@ def _column_like(name: str) -> bool:
     return bool(name.strip()) and not name[0].isdigit() and not set(".[]!:") & set(name)
 
 
-def check_template(field: str, template: str, *, needs_text: bool, columns: bool) -> list[str]:
+def check_template(
+    field: str,
+    template: str,
+    *,
+    needs_text: bool,
+    columns: bool,
+    extra: dict[str, str] | None = None,
+) -> list[str]:
     """Check a template; return the names it uses that are not built-in placeholders
-    (allowed only with ``columns``: a table's columns, checked against its schema later)."""
+    (allowed only with ``columns``: a table's columns, checked against its schema later).
+    ``extra``: placeholders this template may use besides the built-in ones."""
+    known = {**PLACEHOLDERS, **(extra or {})}
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ConfigError(f"{field}: {exc}. Write {{{{ and }}}} for literal braces.") from exc
     names = set()
     other: list[str] = []
-    allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    allowed = ", ".join("{" + p + "}" for p in known)
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
-        if name not in PLACEHOLDERS and columns and _column_like(name):
+        if name not in known and columns and _column_like(name):
             other.append(name)
-        elif name not in PLACEHOLDERS:
+        elif name not in known:
             raise ConfigError(
                 f"{field}: unknown placeholder {{{name}}}; use one of {allowed} "
                 "(write {{ and }} for literal braces)"
@@ -223,5 +234,54 @@ def template_columns(spec: JobSpec, template: str) -> tuple[str, ...]:
                 needs_text=True,
                 columns=columns,
             )
+            + _refine_template(spec, columns)
+            + _followups(spec, columns)
         )
     )
+
+
+def _refine_template(spec: JobSpec, columns: bool) -> list[str]:
+    """Check the refine template (``pipeline.config.turns``) when the job refines."""
+    if spec.chunking.strategy != "refine":
+        return []
+    template = spec.prompt.refine_template
+    named = check_template(
+        "prompt.refine_template",
+        template,
+        needs_text=False,
+        columns=columns,
+        extra=REFINE_PLACEHOLDERS,
+    )
+    used = {field for _, field, _, _ in string.Formatter().parse(template)}
+    if "answer" not in used or not used & {"text", "request"}:
+        raise ConfigError(
+            "prompt.refine_template: must use {answer} (the answer so far) and {text} "
+            "(this part) or {request} (the job's template for this part)"
+        )
+    return named
+
+
+def _followups(spec: JobSpec, columns: bool) -> list[str]:
+    """Check the follow-up questions: their templates, and a new column for each turn."""
+    prompt, named = spec.prompt, []
+    if not prompt.followups:
+        return []
+    if spec.chunking.strategy == "per_chunk":
+        raise ConfigError(
+            "prompt.followups: a conversation follows a document's one answer, and "
+            "chunking.strategy = 'per_chunk' gives one per chunk; use map_reduce or refine"
+        )
+    for n, followup in enumerate(prompt.followups):
+        field = f"prompt.followups.{n}.template"
+        named += check_template(field, followup.template, needs_text=False, columns=columns)
+        if "text" in {name for _, name, _, _ in string.Formatter().parse(followup.template)}:
+            raise ConfigError(
+                f"{field}: the document is already in the conversation; ask about it "
+                "without {text}"
+            )
+    taken = dict.fromkeys(spec.inputs.keep_columns, "inputs.keep_columns")
+    if spec.structured is not None:
+        for name in spec.structured.schema_["properties"]:
+            taken[column_of(name)] = "a field of structured.schema"
+    check_columns(prompt.answer_column, prompt.followups, standard=DOCUMENT_COLUMNS, taken=taken)
+    return named

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.config.turns import DEFAULT_REFINE, MAX_FOLLOWUPS, ColumnName, FollowupSpec
 from pipeline.core import catalogue
 from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.limits import TIERS, Limits
@@ -104,6 +105,10 @@ class PromptSpec(_Section):
     template: str | None = None
     template_file: PathText | None = None
     reduce_template: str = DEFAULT_REDUCE
+    refine_template: str = DEFAULT_REFINE  # chunking.strategy = "refine" (pipeline.config.turns)
+    # Follow-up questions in the same conversation, and the first answer's column.
+    followups: list[FollowupSpec] = Field(default=[], max_length=MAX_FOLLOWUPS)
+    answer_column: ColumnName = "answer"
     cache: bool = True
     cache_ttl: Literal["5m", "1h"] = "5m"
 
@@ -159,7 +164,7 @@ class RetrySpec(_Section):
 
 
 class ChunkingSpec(_Section):
-    strategy: Literal["map_reduce", "per_chunk", "truncate"] = "map_reduce"
+    strategy: Literal["map_reduce", "per_chunk", "truncate", "refine"] = "map_reduce"
     max_chunk_tokens: Annotated[int, Field(ge=1_000, le=CONTEXT_WINDOW)] | None = None
     overlap_tokens: WindowTokens = 0
     safety_margin_tokens: WindowTokens = 2_000

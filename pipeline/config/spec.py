@@ -28,7 +28,7 @@ from pipeline.config.paths import (
     page_path,
     report_path,
 )
-from pipeline.config.sections import JobSpec, PricingSpec
+from pipeline.config.sections import JobSpec, PricingSpec, PromptSpec
 from pipeline.core import catalogue
 from pipeline.core.atomic import partial_affixes
 from pipeline.core.errors import ConfigError
@@ -177,6 +177,8 @@ class Job:
             "system": spec.prompt.system,
             "template": self.template,
             "reduce_template": spec.prompt.reduce_template,
+            # only when used: the key of a job without them stays what it was
+            **turn_settings(spec.prompt, spec.chunking.strategy),
             "chunking": spec.chunking.model_dump(),
             "structured": spec.structured.model_dump(by_alias=True) if spec.structured else None,
             "mode": spec.inputs.mode,
@@ -222,6 +224,8 @@ class Job:
                 f"less than 1,000 tokens of the {window:,}-token window for the "
                 "document; shorten the prompt or lower model.max_tokens or the margin"
             )
+        if spec.chunking.strategy == "refine":  # each part's request carries the answer so far
+            budget -= spec.model.max_tokens + estimate(literal_part(spec.prompt.refine_template))
         if spec.chunking.max_chunk_tokens is not None:
             budget = min(budget, spec.chunking.max_chunk_tokens)
         overlap = spec.chunking.overlap_tokens
@@ -231,3 +235,14 @@ class Job:
                 f"({budget:,} tokens); lower it"
             )
         return budget
+
+
+def turn_settings(prompt: PromptSpec, strategy: str) -> dict[str, Any]:
+    """The settings of follow-ups and refine that shape an answer, only where used."""
+    settings: dict[str, Any] = {}
+    if prompt.followups:
+        settings["followups"] = [followup.model_dump() for followup in prompt.followups]
+        settings["answer_column"] = prompt.answer_column
+    if strategy == "refine":
+        settings["refine_template"] = prompt.refine_template
+    return settings

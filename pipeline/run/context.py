@@ -39,6 +39,7 @@ class Part:
     unit: Unit
     template: str
     final: bool
+    values: tuple[tuple[str, str], ...] = ()  # placeholders of its own: refine's {answer}
 
 
 @dataclass
@@ -68,11 +69,16 @@ class Context:
         found stored; None if it was not sent (the run is stopping, or the budget would be
         passed)."""
         params = request_for(
-            self.job, ledger.document, part.unit, template=part.template, final=part.final
+            self.job,
+            ledger.document,
+            part.unit,
+            template=part.template,
+            final=part.final,
+            values=dict(part.values),
         )
-        return await self.send(
-            ledger, key, part.label, params, keep=not part.final or self.per_chunk
-        )
+        # a conversation goes on after the final answer: its turns are kept too
+        keep = not part.final or self.per_chunk or bool(self.job.spec.prompt.followups)
+        return await self.send(ledger, key, part.label, params, keep=keep)
 
     async def send(
         self,

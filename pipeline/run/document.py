@@ -19,8 +19,11 @@ import anyio
 
 from pipeline.core.errors import InvalidRequest
 from pipeline.core.models import Document, Reply, Section
+from pipeline.run import conversation
 from pipeline.run.context import Context, Part
+from pipeline.run.conversation import Failed
 from pipeline.run.record import Ledger
+from pipeline.run.refine import refine
 from pipeline.shaping.chunking import reduce_groups, split
 from pipeline.shaping.planner import PART_HEADER_TOKENS, Unit, first_round
 from pipeline.shaping.tokens import estimate_text
@@ -42,6 +45,8 @@ async def answer(document: Document, ctx: Context) -> None:
     parts = [Part(unit.key, unit, job.template, first.final) for unit in first.units]
     if ctx.per_chunk:
         await _each_a_row(ctx, ledger, key, parts)
+    elif job.spec.chunking.strategy == "refine" and not first.final:
+        await _answered(ctx, ledger, key, await refine(ctx, ledger, key, first.units))
     else:
         await _combined(ctx, ledger, key, parts)
     if ledger.unsent:
@@ -62,7 +67,7 @@ async def _combined(ctx: Context, ledger: Ledger, key: str, parts: list[Part]) -
     level = 0
     while answers is not None:
         if len(answers) == 1 and answers[0][0].final:
-            _ok_row(ctx, ledger, answers[0][1])
+            await _answered(ctx, ledger, key, answers[0])
             return
         texts = [reply.text for _, reply in answers]
         counts = [estimate_text(text) for text in texts]
@@ -76,6 +81,25 @@ async def _combined(ctx: Context, ledger: Ledger, key: str, parts: list[Part]) -
             joined = "\n\n".join(f"--- Part {n} ---\n{texts[i]}" for n, i in enumerate(group, 1))
             parts.append(Part(label, Unit(label, joined), template, final))
         answers = await _round(ctx, ledger, key, parts)
+
+
+async def _answered(
+    ctx: Context, ledger: Ledger, key: str, found: tuple[Part, Reply] | Failed | None
+) -> None:
+    """The document's answer is ``found``: its row, after the job's follow-ups if it has
+    any (``pipeline.run.conversation``)."""
+    ended: conversation.Answered | Failed | None = None
+    if isinstance(found, tuple):
+        if not ctx.job.spec.prompt.followups:
+            _ok_row(ctx, ledger, found[1])
+            return
+        ended = await conversation.follow_up(ctx, ledger, key, *found)
+    else:
+        ended = found
+    if isinstance(ended, conversation.Answered):
+        _ok_row(ctx, ledger, ended.reply, columns=ended.columns)
+    elif isinstance(ended, Failed):
+        _error_row(ctx, ledger, ended.label, ended.error, columns=ended.columns)
 
 
 async def _round(ctx: Context, ledger: Ledger, key: str, parts: list[Part]) -> Answers | None:
@@ -157,7 +181,14 @@ async def _each_a_row(ctx: Context, ledger: Ledger, key: str, parts: list[Part])
             group.start_soon(one, part)
 
 
-def _ok_row(ctx: Context, ledger: Ledger, reply: Reply, *, chunk: int | None = None) -> None:
+def _ok_row(
+    ctx: Context,
+    ledger: Ledger,
+    reply: Reply,
+    *,
+    chunk: int | None = None,
+    columns: dict[str, str] | None = None,
+) -> None:
     ctx.rows.add(
         ledger,
         status="ok",
@@ -166,15 +197,29 @@ def _ok_row(ctx: Context, ledger: Ledger, reply: Reply, *, chunk: int | None = N
         model=reply.model,
         stop_reason=reply.stop_reason,
         chunk=chunk,
+        turns=columns or {},
     )
 
 
 def _error_row(
-    ctx: Context, ledger: Ledger, part: Part, error: object, *, chunk: int | None = None
+    ctx: Context,
+    ledger: Ledger,
+    part: Part | str,
+    error: object,
+    *,
+    chunk: int | None = None,
+    columns: dict[str, str] | None = None,
 ) -> None:
     message = f"{ledger.document.source}: {error}"
     if isinstance(error, InvalidRequest):
         message += " The request was refused as sent; check the job's prompt and model settings."
     kind = getattr(error, "kind", "error")
     log.warning(message, extra={"event": "document_failed", "error_type": kind})
-    ctx.rows.add(ledger, status="error", error_type=kind, error_message=message, chunk=chunk)
+    ctx.rows.add(
+        ledger,
+        status="error",
+        error_type=kind,
+        error_message=message,
+        chunk=chunk,
+        turns=columns or {},
+    )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config.spec import Job
+from pipeline.config.turns import turn_columns
 from pipeline.core.errors import InputProblem, Skipped
 from pipeline.core.models import CallResult, Document, Usage, utc
 from pipeline.core.rows import CallRow, DocumentRow, Status, column_of, structured_columns
@@ -75,6 +76,10 @@ class Rows:
         self.job = job
         structured = job.spec.structured
         self.structured_columns = structured_columns(structured.schema_ if structured else None)
+        # a conversation's answers, a text column per turn (``pipeline.run.conversation``)
+        prompt = job.spec.prompt
+        for column in turn_columns(prompt.answer_column, prompt.followups):
+            self.structured_columns[column] = {"type": "string"}
         self.kept_columns = kept_columns
 
     def cost(self, usage: Usage) -> float | None:
@@ -84,7 +89,7 @@ class Rows:
     def add(self, ledger: Ledger, *, status: Status, **values: Any) -> None:
         document = ledger.document
         structured = values.pop("structured", None)
-        extra: dict[str, Any] = dict(document.kept)
+        extra: dict[str, Any] = {**document.kept, **values.pop("turns", {})}
         if structured is not None:
             values["structured_json"] = json.dumps(structured, ensure_ascii=False)
             spec = self.job.spec.structured

@@ -9,13 +9,20 @@ A document becomes units (chunks of text that fit the window, or attachments); t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.config.spec import Job
 from pipeline.core.models import Attachment, Chunk, Document
 from pipeline.shaping.chunking import split
-from pipeline.shaping.prompts import head_of, placeholders, render, request_params
+from pipeline.shaping.prompts import (
+    head_of,
+    history_cached,
+    placeholders,
+    render,
+    request_params,
+)
 
 
 @dataclass
@@ -87,14 +94,25 @@ def first_round(job: Job, budget: int, document: Document) -> FirstRound:
 
 
 def request_for(
-    job: Job, document: Document, unit: Unit, *, template: str, final: bool
+    job: Job,
+    document: Document,
+    unit: Unit,
+    *,
+    template: str,
+    final: bool,
+    values: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The request body for one unit of a document, rendered with ``template``."""
-    values = placeholders(document, unit.chunk, unit.text)
-    return request_params(
+    """The request body for one unit of a document, rendered with ``template`` (and
+    ``values``, placeholders of its own: a refine request's ``{answer}``). A job with
+    follow-ups goes on in the same conversation after the final answer: that request asks
+    for no structured output (the last turn does), and its message is marked for caching."""
+    rendered = {**placeholders(document, unit.chunk, unit.text), **(values or {})}
+    conversation = final and bool(job.spec.prompt.followups)
+    params = request_params(
         job,
-        render(template, values),
+        render(template, rendered),
         head=head_of(template),
         attachment=unit.attachment,
-        structured=final and job.spec.structured is not None,
+        structured=final and job.spec.structured is not None and not conversation,
     )
+    return history_cached(job, params) if conversation else params

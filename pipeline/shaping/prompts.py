@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.config.spec import Job
 from pipeline.core.catalogue import cache_minimum
 from pipeline.core.models import Attachment, Chunk, Document
+from pipeline.shaping.request_tokens import estimate_request
 from pipeline.shaping.tokens import estimate_text
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -157,14 +158,32 @@ def _settings(job: Job, *, structured: bool) -> dict[str, Any]:
         settings["top_p"] = model.top_p
     if model.stop_sequences:
         settings["stop_sequences"] = list(model.stop_sequences)
-    schema = job.spec.structured
-    if structured and schema is not None:
-        settings["tools"] = [
-            {
-                "name": schema.tool_name,
-                "description": schema.description,
-                "input_schema": schema.schema_,
-            }
-        ]
-        settings["tool_choice"] = {"type": "tool", "name": schema.tool_name}
+    if structured:
+        settings.update(structured_tool(job))
     return settings
+
+
+def structured_tool(job: Job) -> dict[str, Any]:
+    """The request fields that ask for the job's structured output (its tool, forced); none
+    for a job without one."""
+    schema = job.spec.structured
+    if schema is None:
+        return {}
+    tool = {"name": schema.tool_name, "description": schema.description}
+    return {
+        "tools": [{**tool, "input_schema": schema.schema_}],
+        "tool_choice": {"type": "tool", "name": schema.tool_name},
+    }
+
+
+def history_cached(job: Job, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the last block of their last message marked for prompt caching, when
+    the request is long enough to be cached by the model (its minimum, from the catalogue):
+    a conversation's history, so that the next turn reads it at cache prices."""
+    if not job.spec.prompt.cache or estimate_request(params) < cache_minimum(job.spec.model.name):
+        return params
+    *earlier, last = params["messages"]
+    content = last["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    blocks[-1] = _cached(blocks[-1], job)
+    return {**params, "messages": [*earlier, {**last, "content": blocks}]}
