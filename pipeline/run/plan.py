@@ -5,9 +5,11 @@ and each first-round request is built in full; its input is estimated the way th
 reserves it (``pipeline.shaping.tokens``: an upper bound, about 10-50% over the API's count) or,
 with ``exact``, counted by ``/v1/messages/count_tokens`` (free). Documents an earlier run
 finished are left out, as the run would. Map-reduce documents add combining requests whose
-input is bounded by their parts' ``max_tokens``. Output is bounded by ``max_tokens`` per
-request: the plan gives upper bounds for output, cost and tokens, and the least time the
-tier's limits allow.
+input is bounded by their parts' ``max_tokens``; refine parts carry the answer so far (at most
+``max_tokens``), one after another; follow-up questions (``pipeline.run.conversation``) re-read
+the conversation, at cache prices where it is long enough to be cached. Output is bounded
+by ``max_tokens`` per request: the plan gives upper bounds for output, cost and tokens, and
+the least time the tier's limits allow (and a document's calls in sequence).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.core.pricing import Price
 from pipeline.engine.client import MessagesClient
 from pipeline.readers import Candidate
 from pipeline.readers.sources import find, read_items
+from pipeline.run import conversation, refine
 from pipeline.run.inputs import input_options
 from pipeline.shaping.planner import PART_HEADER_TOKENS, first_round, request_for
 from pipeline.shaping.prompts import cached_prefix_tokens
@@ -61,10 +64,15 @@ class Plan:
     scan_input_tokens: int = 0  # their share of input_tokens (estimated)
     price_basis: str = "list price"  # where the price comes from (``Job.price_basis``)
     count_tokens_missing: bool = False  # --exact, but the endpoint has no count_tokens
+    followups: int = 0  # requests of follow-up questions (prompt.followups)
+    followup_usage: Usage = field(default_factory=Usage)  # theirs, at most (output aside)
+    opening_cached: int = 0  # first-turn input written to the cache as conversation history
+    refine_carried_max: int = 0  # refine: the answers so far that later parts carry, at most
+    longest_sequence: int = 1  # calls one document makes one after another (refine, turns)
 
     @property
     def all_requests(self) -> int:
-        return self.requests + self.combining
+        return self.requests + self.combining + self.followups
 
     @property
     def output_tokens_max(self) -> int:
@@ -73,16 +81,24 @@ class Plan:
     def usage_max(self) -> Usage:
         """The most this run can use: cache writes once, reads for the rest."""
         cached = self.cached_prefix_tokens
-        total_input = self.input_tokens + self.combining_input_max
+        total_input = self.input_tokens + self.combining_input_max + self.refine_carried_max
+        turns = self.followup_usage
+        conversation = Usage(
+            turns.input_tokens - self.opening_cached,
+            0,
+            turns.cache_creation_input_tokens + self.opening_cached,
+            turns.cache_read_input_tokens,
+        )
         if not cached or not self.requests:
-            return Usage(total_input, self.output_tokens_max)
+            return Usage(total_input, self.output_tokens_max) + conversation
         reads = cached * (self.requests - 1)
-        return Usage(
+        first_round = Usage(
             input_tokens=total_input - reads - cached,
             output_tokens=self.output_tokens_max,
             cache_creation_input_tokens=cached,
             cache_read_input_tokens=reads,
         )
+        return first_round + conversation
 
     def least_time(self, limits: Limits) -> tuple[float, str]:
         """Seconds the tier's limits allow at best, and the limit that binds."""
@@ -101,6 +117,8 @@ class Plan:
         times = {name: 60 * need / limit for name, (need, limit) in bounds.items() if limit}
         concurrency = limits.max_concurrency or CONCURRENCY
         times["concurrency"] = self.all_requests * per_reply / concurrency
+        if self.followups or self.refine_carried_max:  # a document's calls in sequence
+            times["sequence"] = self.longest_sequence * per_reply
         binding = max(times, key=lambda name: times[name])
         return times[binding], binding
 
@@ -146,10 +164,7 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
                 plan.scan_input_tokens += estimated
             if counter is not None:
                 requests.append(params)
-        if not first.final:
-            combining, tokens = _combining(job, len(first.units), budget)
-            plan.combining += combining
-            plan.combining_input_max += tokens
+        _after_first_round(plan, job, len(first.units), estimated, budget)
     if counter is not None:  # combining requests cannot be counted before their parts exist
         try:
             plan.input_tokens = anyio.run(_count, counter, requests)
@@ -157,6 +172,29 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
             plan.exact, plan.count_tokens_missing = False, True
     plan.cached_prefix_tokens = cached_prefix_tokens(job)
     return plan
+
+
+def _after_first_round(plan: Plan, job: Job, parts: int, last: int, budget: int) -> None:
+    """What a document asks after its first round (``last``: the input of its last request
+    there): combining requests, or refine's answers so far; then its follow-ups."""
+    opening, sequence = last, 1
+    if parts > 1 and job.spec.chunking.strategy == "refine":
+        plan.refine_carried_max += (parts - 1) * refine.planned_overhead(job)
+        opening, sequence = last + refine.planned_overhead(job), parts
+    elif parts > 1:
+        combining, tokens = _combining(job, parts, budget)
+        plan.combining += combining
+        plan.combining_input_max += tokens
+        per_request = max(2, budget // (job.spec.model.max_tokens + PART_HEADER_TOKENS))
+        opening = min(parts, per_request) * (job.spec.model.max_tokens + PART_HEADER_TOKENS)
+        sequence = 2
+    followups = job.spec.prompt.followups
+    if followups:
+        usage, written = conversation.planned_usage(job, opening)
+        plan.followups += len(followups)
+        plan.followup_usage = plan.followup_usage + usage
+        plan.opening_cached += written
+    plan.longest_sequence = max(plan.longest_sequence, sequence + len(followups))
 
 
 def _combining(job: Job, parts: int, budget: int) -> tuple[int, int]:
@@ -205,6 +243,8 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
         line += f"; {problems} (not sendable: rows will say why)"
     lines.append(line)
     combining = f" + {plan.combining:,} combining partial answers" if plan.combining else ""
+    if plan.followups:
+        combining += f" + {plan.followups:,} follow-up questions (prompt.followups)"
     lines.append(f"  requests   {plan.requests:,} ({plan.chunks:,} chunks){combining}")
     how = "counted by the API" if plan.exact else "estimated, usually 10-50% over the API's count"
     if plan.count_tokens_missing:
@@ -213,6 +253,18 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
     if plan.combining:
         lines.append(
             f"{'':13}+ up to {plan.combining_input_max:,} tokens of partial answers to combine"
+        )
+    if plan.refine_carried_max:
+        lines.append(
+            f"{'':13}+ up to {plan.refine_carried_max:,} tokens of answers so far (refine: "
+            "each part after the first carries the answer before it)"
+        )
+    if plan.followups:
+        turns = plan.followup_usage
+        lines.append(
+            f"{'':13}+ up to {turns.input_tokens + turns.cache_creation_input_tokens:,} tokens "
+            f"of conversation for the follow-ups, {turns.cache_read_input_tokens:,} more "
+            "re-read from the cache"
         )
     if plan.scans:
         priced = (
@@ -252,7 +304,12 @@ def _cost_and_time(plan: Plan, price: Price | None, limits: Limits) -> list[str]
             f"${price.cost(usage, batch=True):,.4f} through Message Batches"
         )
     seconds, binding = plan.least_time(limits)
-    if binding == "concurrency":
+    if binding == "sequence":
+        lines.append(
+            f"  time       about {_duration(seconds)}: a document's {plan.longest_sequence:,} "
+            "calls go one after another (refine parts, follow-ups), each at up to max_tokens"
+        )
+    elif binding == "concurrency":
         at_once = limits.max_concurrency or CONCURRENCY
         lines.append(
             f"  time       about {_duration(seconds)} if every reply runs to max_tokens at "
@@ -280,6 +337,9 @@ def as_dict(plan: Plan, price: Price | None, limits: Limits) -> dict[str, Any]:
         "input_exact": plan.exact,
         "combining_input_tokens_max": plan.combining_input_max,
         "cached_prefix_tokens": plan.cached_prefix_tokens,
+        "followup_requests": plan.followups,
+        "refine_carried_input_tokens_max": plan.refine_carried_max,
+        "longest_sequence": plan.longest_sequence,
         "scans": {
             "documents": plan.scans,
             "pages": plan.scan_pages,
