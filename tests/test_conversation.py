@@ -19,6 +19,7 @@ import polars as pl
 
 from pipeline.config.spec import Job, load_job
 from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.run.plan import as_dict, make_plan, render
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Batches, Latency, SimulatorConfig, SimulatorServer
 from tests.conftest import StartSimulator, wait_for_stats
@@ -214,3 +215,24 @@ def test_a_killed_conversation_resumes_at_its_first_unanswered_turn(
     times = [sum(n for d, n in served.items() if d.startswith(digest)) for digest in digests]
     assert times[:2] == [1, 1]
     assert times[2] in (1, 2)  # the kill may have come as its reply was being made
+
+
+def test_plan_counts_the_followups_calls_and_cost(tmp_path: Path) -> None:
+    docs = make_docs(tmp_path / "docs")
+    job = brief_job(docs, tmp_path / "out.parquet")
+    alone = brief_job(docs, tmp_path / "alone.parquet", "prompt.followups=[]")
+    plan, without = make_plan(job), make_plan(alone)
+    assert plan.requests == without.requests == 2
+    assert plan.followups == 4
+    assert plan.all_requests == 6
+    assert plan.longest_sequence == 3
+    assert without.longest_sequence == 1
+    assert job.price is not None
+    usage = plan.usage_max()
+    # The lease's history is long enough to be cached: its follow-ups re-read it.
+    assert usage.cache_read_input_tokens > 2_000
+    assert job.price.cost(usage) > job.price.cost(without.usage_max())
+    text = render(plan, job.price, job.limits)
+    assert "+ 4 follow-up questions (prompt.followups)" in text
+    assert "of conversation for the follow-ups" in text
+    assert as_dict(plan, job.price, job.limits)["followup_requests"] == 4

@@ -254,18 +254,7 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
         lines.append(
             f"{'':13}+ up to {plan.combining_input_max:,} tokens of partial answers to combine"
         )
-    if plan.refine_carried_max:
-        lines.append(
-            f"{'':13}+ up to {plan.refine_carried_max:,} tokens of answers so far (refine: "
-            "each part after the first carries the answer before it)"
-        )
-    if plan.followups:
-        turns = plan.followup_usage
-        lines.append(
-            f"{'':13}+ up to {turns.input_tokens + turns.cache_creation_input_tokens:,} tokens "
-            f"of conversation for the follow-ups, {turns.cache_read_input_tokens:,} more "
-            "re-read from the cache"
-        )
+    lines.extend(_carried(plan))
     if plan.scans:
         priced = (
             f", about ${plan.scan_input_tokens * price.input / 1_000_000:,.4f} of input"
@@ -288,6 +277,24 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
     )
     lines.extend(_cost_and_time(plan, price, limits))
     return "\n".join(lines)
+
+
+def _carried(plan: Plan) -> list[str]:
+    """The input lines of refine's answers so far and of the follow-ups' conversation."""
+    lines = []
+    if plan.refine_carried_max:
+        lines.append(
+            f"{'':13}+ up to {plan.refine_carried_max:,} tokens of answers so far (refine: "
+            "each part after the first carries the answer before it)"
+        )
+    if plan.followups:
+        turns = plan.followup_usage
+        lines.append(
+            f"{'':13}+ up to {turns.input_tokens + turns.cache_creation_input_tokens:,} tokens "
+            f"of conversation for the follow-ups, {turns.cache_read_input_tokens:,} more "
+            "re-read from the cache"
+        )
+    return lines
 
 
 def _cost_and_time(plan: Plan, price: Price | None, limits: Limits) -> list[str]:
