@@ -170,6 +170,38 @@ def test_a_document_over_the_window_is_followed_up_after_its_combined_answer(
     assert text_of(followups[0]["messages"][1]) == row["summary"]
 
 
+class LastTurnFails(Recording):
+    """Every third turn gets a 500 before it reaches the simulator; the rest go through."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/messages" and len(json.loads(request.content)["messages"]) == 5:
+            error = {"type": "api_error", "message": "Internal server error"}
+            return httpx.Response(500, json={"type": "error", "error": error})
+        return await super().handle_async_request(request)
+
+
+def test_a_failed_turn_keeps_the_answers_before_it_and_is_asked_again_alone(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    server = start_simulator()
+    docs = make_docs(tmp_path / "docs")
+    job = brief_job(docs, tmp_path / "out.parquet", "retry.max_attempts=1")
+    failed = run(job, server, LastTurnFails())
+    rows = pl.read_parquet(failed.output)
+    assert set(rows["status"]) == {"error"}
+    assert rows["summary"].str.starts_with("Reply ").all()  # the answers before it are kept
+    assert rows["risks"].str.starts_with("Reply ").all()
+    assert rows["questions"].null_count() == 2
+    served = server.stats()["served"]["total"]
+    assert served == 4  # two turns of each document
+
+    recording = Recording()
+    rows = pl.read_parquet(run(job, server, recording).output)
+    assert set(rows["status"]) == {"ok"}
+    assert [len(body["messages"]) for body in recording.bodies] == [5, 5]  # the third turns
+    assert server.stats()["served"]["total"] == served + 2
+
+
 def start_brief(server: SimulatorServer, docs: Path, out: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["MEGALLM_API_KEY"] = server.api_key
