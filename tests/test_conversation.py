@@ -168,6 +168,7 @@ def test_a_document_over_the_window_is_followed_up_after_its_combined_answer(
     opening = text_of(followups[0]["messages"][0])
     assert opening.startswith("Below are summaries of consecutive parts")  # the combining
     assert text_of(followups[0]["messages"][1]) == row["summary"]
+    assert f"followed the combined answer of {row['chunks']} parts" in " ".join(row["notes"])
 
 
 class LastTurnFails(Recording):

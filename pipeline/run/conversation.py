@@ -66,6 +66,11 @@ async def follow_up(
         job, document, first.unit, template=first.template, final=True, values=dict(first.values)
     )
     values = placeholders(document, None, "")
+    if ledger.chunk_count > 1:
+        ledger.notes.append(
+            f"the follow-ups followed the combined answer of {ledger.chunk_count} parts "
+            "(the document is too long to be asked about whole)"
+        )
     names = turn_columns(job.spec.prompt.answer_column, job.spec.prompt.followups)
     messages: list[dict[str, Any]] = list(opening["messages"])
     answers = [reply]
