@@ -17,8 +17,9 @@ import anyio
 import httpx2 as httpx
 import polars as pl
 
-from pipeline.config.spec import Job, load_job
-from pipeline.engine.client import ApiKey, Endpoint
+from pipeline.config.endpoint import ApiKey, Endpoint
+from pipeline.config.load import load_job
+from pipeline.config.spec import Job
 from pipeline.run.plan import as_dict, make_plan, render
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Batches, Latency, SimulatorConfig, SimulatorServer

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.run.plan import make_plan
 from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
 from pipeline.simulator.replies import request_digest

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config.spec import parse_spec
+from pipeline.config.load import parse_spec
 from pipeline.core.errors import ConfigError
 from tests.test_spec import minimal, problem
 
