@@ -272,9 +272,12 @@ REPO_FILES: dict[str, str] = {
         "def main(argv: list[str]) -> int:\n"
         '    store = Store(Path("stock.json"))\n    store.load()\n'
         '    if argv[:1] == ["add"]:\n'
-        "        item = store.add(argv[1], int(argv[2]))\n        store.save()\n"
+        # Bug only a reviewer who opens store.py finds: Store.add takes no price_cents.
+        "        item = store.add(argv[1], int(argv[2]), price_cents=int(argv[3]))\n"
+        "        store.save()\n"
         '        print(f"{item.name}: {item.quantity}")\n        return 0\n'
-        '    print("usage: inventory add NAME QUANTITY", file=sys.stderr)\n    return 2\n\n\n'
+        '    print("usage: inventory add NAME QUANTITY PRICE_CENTS", file=sys.stderr)\n'
+        "    return 2\n\n\n"
         'if __name__ == "__main__":\n    sys.exit(main(sys.argv[1:]))\n'
     ),
     "web/app.js": (

@@ -2,6 +2,7 @@
 
     discover(options)            walk inputs.paths: Candidates, and InputProblems to report
       patterns                   .gitignore (nested too), include/exclude, globs
+      generated                  code mode's default excludes (caches, venvs, build output, locks)
     read_document(candidate)     one file -> Document, or raises an InputProblem
       formats                    the lookup by suffix: kind, language, media type
       text                       UTF-8, byte-order marks, a detected fallback encoding

@@ -2,7 +2,8 @@
 
 Each path is a file (read as named), a folder (walked) or a glob (its fixed part walked, the
 rest matched). A walk skips ``.git``, honours ``.gitignore`` files at every level, and applies
-include/exclude; what those leave out is not listed. What is left out for a reason the user
+include/exclude, and in code mode the default excludes (``generated``: caches, virtualenvs,
+build output, lock files, counted in one INFO line); what those leave out is not listed. What is left out for a reason the user
 must see (credentials, binary, too large, an unlistable folder, a symbolic link not followed)
 is yielded as an ``InputProblem`` with a ``source`` attribute, for the runner to make a row of.
 
@@ -17,6 +18,7 @@ same name reached again (inputs that overlap, a folder through a link) is left o
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from pipeline.config.paths import glob_start
 from pipeline.core.errors import ConfigError, InputProblem, Skipped, Unreadable
 from pipeline.core.sensitive import secret_by_name
 from pipeline.readers.formats import BINARY, IMAGES, JUNK_NAMES, TABLES, suffix_of
+from pipeline.readers.generated import Generated
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.patterns import Filters, Glob, IgnoreRules
 from pipeline.readers.read import (
@@ -35,6 +38,8 @@ from pipeline.readers.read import (
     secret_file,
     too_large,
 )
+
+log = logging.getLogger("pipeline.readers")
 
 SKIPPED_DIRS = frozenset((".git", ".hg", ".svn"))
 
@@ -69,6 +74,7 @@ class _Walk:
     seen: Seen
     root_real: str
     glob: Glob | None = None
+    generated: Generated | None = None  # code mode's default excludes (readers.generated)
     matched: int = 0  # files the path matched, duplicates included
     walked: set[tuple[int, int]] = field(default_factory=set)  # folders, when following links
 
@@ -103,6 +109,7 @@ def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
     filters = Filters(options.include, options.exclude)
     inputs = [_check(given) for given in options.paths]
     seen: Seen = {}
+    generated = Generated(options.include) if options.code else None
     for item in inputs:
         if item.info is not None and not stat.S_ISDIR(item.info.st_mode):
             real = os.path.basename(os.path.realpath(item.given))
@@ -110,17 +117,24 @@ def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
             if found is not None:
                 yield found
         elif item.glob is None:
-            walk = _Walk(options, filters, seen, os.path.realpath(item.given))
+            walk = _Walk(options, filters, seen, os.path.realpath(item.given), None, generated)
             yield from _walk(walk, str(item.given))
         else:
             assert item.root is not None
-            walk = _Walk(options, filters, seen, os.path.realpath(item.root), item.glob)
+            root_real = os.path.realpath(item.root)
+            walk = _Walk(options, filters, seen, root_real, item.glob, generated)
             yield from _walk(walk, str(item.root))
             if not walk.matched:
                 raise ConfigError(
                     f"inputs.paths: {item.given} matches no file (after inputs.include, "
-                    "inputs.exclude and .gitignore); check the pattern"
+                    "inputs.exclude, .gitignore and code mode's default excludes); check the "
+                    "pattern"
                 )
+    if generated is not None and (line := generated.summary()) is not None:
+        log.info(
+            line,
+            extra={"event": "left_out", "folders": generated.folders, "files": generated.files},
+        )
 
 
 def _check(given: Path) -> _Input:
@@ -263,14 +277,22 @@ def _entry(
         if entry.is_dir(follow_symlinks=False):
             if rules.ignored(relative, True) or walk.filters.prunes(relative):
                 return None
+            if walk.generated and walk.generated.leaves_folder(entry.name, entry.path):
+                return None
             return _descend(walk, folder, rules, entry.path, relative, below)
         if rules.ignored(relative, False) or not _wanted(walk, folder, relative):
+            return None
+        if _generated_file(walk, entry.name):
             return None
         info = entry.stat(follow_symlinks=False)
     except OSError as exc:  # vanished since the listing, or a name the OS will not stat
         return tagged(Unreadable(f"{relative} cannot be read ({exc.strerror or exc})"), relative)
     walk.matched += 1
     return _file(Path(entry.path), relative, info, walk.options, walk.seen)
+
+
+def _generated_file(walk: _Walk, name: str) -> bool:
+    return walk.generated is not None and walk.generated.leaves_file(name)
 
 
 def _wanted(walk: _Walk, folder: _Folder, relative: str) -> bool:
@@ -339,7 +361,7 @@ def _link(
             return _descend(walk, folder, rules, entry.path, relative, below)
         if inside:
             return None  # its files are listed where they really are
-    elif not _wanted(walk, folder, relative):
+    elif not _wanted(walk, folder, relative) or _generated_file(walk, entry.name):
         return None
     if not inside and not options.follow_symlinks:
         walk.matched += 1
