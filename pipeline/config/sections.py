@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.config.turns import DEFAULT_REFINE, MAX_FOLLOWUPS, ColumnName, FollowupSpec
+from pipeline.config.review import ReviewSpec
 from pipeline.core import catalogue
 from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.limits import TIERS, Limits
@@ -230,3 +231,4 @@ class JobSpec(_Section):
     pricing: PricingSpec = PricingSpec()
     budget: BudgetSpec = BudgetSpec()
     structured: StructuredSpec | None = None
+    review: ReviewSpec = ReviewSpec()

@@ -29,6 +29,7 @@ from pipeline.config.paths import (
     report_path,
 )
 from pipeline.config.sections import JobSpec, PricingSpec, PromptSpec
+from pipeline.config.review import check_review
 from pipeline.core import catalogue
 from pipeline.core.atomic import partial_affixes
 from pipeline.core.errors import ConfigError
@@ -64,6 +65,13 @@ class Job:
             normalise_base_url(
                 spec.endpoint.base_url, allow_insecure=spec.endpoint.allow_insecure_http
             )
+        check_review(
+            spec.review,
+            code=spec.inputs.code,
+            structured=spec.structured is not None,
+            local=not self.input_urls,
+            table=spec.inputs.text_column is not None,
+        )
         check_output(self.output_path)
         check_siblings(self.output_path, self.calls_path, html=spec.output.html_report)
         self.spec = self._without_own_files(spec)
@@ -184,6 +192,7 @@ class Job:
             "mode": spec.inputs.mode,
             # only when on: the key of a job that never attached scans stays what it was
             **({"scans": spec.inputs.scans} if spec.inputs.scans != "error" else {}),
+            **({"review": spec.review.model_dump()} if spec.review.on else {}),
         }
         # keep_columns are not here: they are part of a row's content (its content hash)
 
@@ -208,6 +217,7 @@ class Job:
         """Tokens a chunk's text may take: the window less everything else in the request."""
         spec = self.spec
         fixed = estimate(spec.prompt.system) + estimate(literal_part(self.template))
+        fixed += spec.review.reserved_tokens  # the repository map, the tool rounds
         window = self.window
         budget = (
             window

@@ -3,9 +3,10 @@
 Each path is a file (read as named), a folder (walked) or a glob (its fixed part walked, the
 rest matched). A walk skips ``.git``, honours ``.gitignore`` files at every level, and applies
 include/exclude, and in code mode the default excludes (``generated``: caches, virtualenvs,
-build output, lock files, counted in one INFO line); what those leave out is not listed. What is left out for a reason the user
-must see (credentials, binary, too large, an unlistable folder, a symbolic link not followed)
-is yielded as an ``InputProblem`` with a ``source`` attribute, for the runner to make a row of.
+build output, lock files, counted in one INFO line); what those leave out is not listed.
+What is left out for a reason the user must see (credentials, binary, too large, an
+unlistable folder, a symbolic link not followed) is yielded as an ``InputProblem`` with a
+``source`` attribute, for the runner to make a row of.
 
 Symbolic links: without ``inputs.follow_symlinks``, a link to a file inside the input root is
 read; a link to a folder inside it is not walked (its files are reached where they really

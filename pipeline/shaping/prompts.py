@@ -19,6 +19,7 @@ from pipeline.config.spec import Job
 from pipeline.core.catalogue import cache_minimum
 from pipeline.core.models import Attachment, Chunk, Document
 from pipeline.shaping.request_tokens import estimate_request
+from pipeline.shaping.repomap import map_for
 from pipeline.shaping.tokens import estimate_text
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -83,12 +84,19 @@ def worth_caching(job: Job, head: str) -> bool:
 
 
 def _shared_tokens(job: Job, head: str) -> int:
-    return estimate_text(job.spec.prompt.system) + estimate_text(head)
+    return estimate_text(job.spec.prompt.system) + map_tokens(job) + estimate_text(head)
+
+
+def map_tokens(job: Job) -> int:
+    """The repository map's estimated tokens (``review.map_tokens``); 0 without one."""
+    found = map_for(job)
+    return found.tokens if found is not None else 0
 
 
 def cached_prefix_tokens(job: Job) -> int:
     """The estimated tokens of the prefix every request shares and marks for caching (the
-    system prompt and the template's head); 0 when it is too short to be cached."""
+    system prompt, the repository map and the template's head); 0 when it is too short to
+    be cached."""
     head = head_of(job.template)
     return _shared_tokens(job, head) if worth_caching(job, head) else 0
 
@@ -118,8 +126,9 @@ def request_params(
     structured: bool = False,
 ) -> dict[str, Any]:
     """A complete request body for one call. ``prompt`` starts with ``head``, the part of the
-    template every request shares: with the system prompt it is marked for prompt caching
-    (one breakpoint, at its end) when it is long enough to be cached."""
+    template every request shares: with the system prompt (and the repository map, when the
+    job has one) it is marked for prompt caching (one breakpoint, at its end) when it is long
+    enough to be cached."""
     model = job.spec.model
     system = job.spec.prompt.system
     if attachment is not None:
@@ -140,7 +149,13 @@ def request_params(
         "max_tokens": model.max_tokens,
         "messages": [{"role": "user", "content": content}],
     }
-    if system:
+    repo = map_for(job)
+    if repo is not None:  # the system prompt, then the map: both the same in every request
+        blocks = [{"type": "text", "text": text} for text in (system, repo.text) if text]
+        if cache and not head:
+            blocks[-1] = _cached(blocks[-1], job)
+        params["system"] = blocks
+    elif system:
         params["system"] = (
             [_cached({"type": "text", "text": system}, job)] if cache and not head else system
         )
