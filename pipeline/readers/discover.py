@@ -99,14 +99,16 @@ class _Input:
     glob: Glob | None = None
 
 
-def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
+def discover(options: InputOptions, *, quiet: bool = False) -> Iterator[Candidate | InputProblem]:
     """Walk the inputs in a stable sorted order (in each folder its files by name, then its
     folders). Yields candidates to read and problems (not raised) for files left out that the
     user must see. Never yields one file to read twice (a link and its target: once; the
     second name is a ``skipped`` row that names the first).
 
     Raises ``ConfigError`` for a bad include/exclude pattern or an input path that does not
-    exist, before yielding anything; and for a glob that matched no file, once walked."""
+    exist, before yielding anything; and for a glob that matched no file, once walked.
+    ``quiet``: no INFO line for code mode's default excludes (a second walk of the same
+    inputs: the repository map's, the review tools')."""
     filters = Filters(options.include, options.exclude)
     inputs = [_check(given) for given in options.paths]
     seen: Seen = {}
@@ -131,7 +133,7 @@ def discover(options: InputOptions) -> Iterator[Candidate | InputProblem]:
                     "inputs.exclude, .gitignore and code mode's default excludes); check the "
                     "pattern"
                 )
-    if generated is not None and (line := generated.summary()) is not None:
+    if generated is not None and not quiet and (line := generated.summary()) is not None:
         log.info(
             line,
             extra={"event": "left_out", "folders": generated.folders, "files": generated.files},

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pipeline.config.spec import Job
+from pipeline.readers.discover import discover
 from pipeline.readers.options import Candidate, InputOptions
-from pipeline.readers.sources import find, read_items
+from pipeline.readers.sources import read_items
 from pipeline.shaping.tokens import estimate_text
 
 LINE_CHARS = 160  # a signature longer than this is cut (a default value that is a big literal)
@@ -183,7 +184,7 @@ def _names_that_fit(outlines: Sequence[Outline], budget: int) -> int:
 def source_files(options: InputOptions) -> Iterable[SourceFile]:
     """The text files the job's inputs hold, read with the job's rules (secrets, .gitignore,
     code mode's default excludes); what cannot be read is left out of the map. Blocking."""
-    for item in find(options):
+    for item in discover(options, quiet=True):  # the run's own walk says what it left out
         if not isinstance(item, Candidate):
             continue
         for document in read_items(item, options):
