@@ -264,7 +264,9 @@ class BatchStore:
         plan = self._cache.plan(scope, item.params, now=item.finish)
         self._cache.commit(plan, now=item.finish)
         self._stats.cached(plan.usage)
-        reply = make_reply(request, request_digest(item.params), self.config.reply_tokens)
+        reply = make_reply(
+            request, request_digest(item.params), self.config.reply_tokens, self.config.tool_rounds
+        )
         self._stats.batch_tokens.update(
             input=plan.usage.input_tokens,
             output=reply.output_tokens,

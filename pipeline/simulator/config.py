@@ -198,6 +198,9 @@ class SimulatorConfig:
     # Replies are this many tokens long when max_tokens allows (deterministic per request
     # within the range), so a test can make max_tokens cut them.
     reply_tokens: tuple[int, int] = (40, 120)
+    # With tool_choice auto, a conversation calls tools this many rounds (deterministic per
+    # conversation within the range) before it answers (``turns``).
+    tool_rounds: tuple[int, int] = (1, 3)
     # Real servers round token "remaining" headers to the nearest thousand.
     round_remaining: bool = True
     count_tokens_requests_per_minute: int | None = None
@@ -226,6 +229,11 @@ class SimulatorConfig:
         low, high = self.reply_tokens
         if not 1 <= low <= high:
             raise ConfigError(f"reply_tokens: need 1 <= low <= high, got {self.reply_tokens!r}")
+        low, high = self.tool_rounds
+        if not 0 <= low <= high <= 100:
+            raise ConfigError(
+                f"tool_rounds: need 0 <= low <= high <= 100, got {self.tool_rounds!r}"
+            )
         if not 0.1 <= self.token_scale <= 10:
             raise ConfigError("token_scale: must be between 0.1 and 10")
         limit = self.count_tokens_requests_per_minute
@@ -244,7 +252,8 @@ class SimulatorConfig:
         return (
             f"SimulatorConfig(api_keys=<{len(self.api_keys)} redacted>, limits={self.limits!r}, "
             f"faults={self.faults!r}, latency={self.latency!r}, "
-            f"reply_tokens={self.reply_tokens!r}, cache_min_tokens={self.cache_min_tokens}, "
+            f"reply_tokens={self.reply_tokens!r}, tool_rounds={self.tool_rounds!r}, "
+            f"cache_min_tokens={self.cache_min_tokens}, "
             f"batches={self.batches!r}, models={self.models!r}, "
             f"count_tokens={self.count_tokens}, message_batches={self.message_batches})"
         )

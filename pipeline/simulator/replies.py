@@ -6,7 +6,9 @@ body, without ``stream``) and goes on with words of the last user message, so st
 that occur in the prompt can occur in the reply. Its natural length is drawn from
 ``reply_tokens`` by the digest; ``max_tokens`` cuts it (stop_reason ``max_tokens``), the first
 stop sequence ends it (``stop_sequence``). A forced tool (``tool_choice`` ``tool`` or ``any``)
-gives one ``tool_use`` block whose ``input`` fits the tool's ``input_schema``.
+gives one ``tool_use`` block whose ``input`` fits the tool's ``input_schema``; with
+``tool_choice`` ``auto`` (or none) the model calls tools for a few rounds, then the last tool
+offered or a text answer (``turns``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.simulator import turns
 from pipeline.simulator.cache import InputUsage
 from pipeline.simulator.tokenizer import count_text
 from pipeline.simulator.validation import MessagesRequest
@@ -159,17 +162,24 @@ def _schema_string(schema: Mapping[str, Any], rng: random.Random, name: str) -> 
     return text.ljust(low, "x")[:high]
 
 
-def _tool_reply(request: MessagesRequest, digest: str) -> Reply | None:
-    choice = request.body.get("tool_choice") or {}
-    tools = request.body.get("tools") or []
+def _tool_reply(
+    request: MessagesRequest, digest: str, tool_rounds: tuple[int, int] = (1, 3)
+) -> Reply | None:
+    body = request.body
+    choice = body.get("tool_choice") or {}
+    tools = body.get("tools") or []
     if choice.get("type") == "tool":
         tool = next(t for t in tools if t["name"] == choice["name"])
     elif choice.get("type") == "any":
         tool = tools[0]
+    elif turns.auto_mode(body):
+        tool = turns.pick_tool(body, digest, tool_rounds)
+        if tool is None:
+            return None
     else:
         return None
     rng = random.Random(digest)
-    value = schema_value(tool["input_schema"], rng)
+    value = turns.plausible_input(tool, body, schema_value(tool["input_schema"], rng), rng)
     tokens = _TOOL_OVERHEAD_TOKENS + count_text(json.dumps(value))
     block = {"type": "tool_use", "id": f"toolu_{digest[:24]}", "name": tool["name"], "input": value}
     if tokens > request.max_tokens:
@@ -178,8 +188,13 @@ def _tool_reply(request: MessagesRequest, digest: str) -> Reply | None:
     return Reply((block,), "tool_use", None, tokens)
 
 
-def make_reply(request: MessagesRequest, digest: str, reply_tokens: tuple[int, int]) -> Reply:
-    tool = _tool_reply(request, digest)
+def make_reply(
+    request: MessagesRequest,
+    digest: str,
+    reply_tokens: tuple[int, int],
+    tool_rounds: tuple[int, int] = (1, 3),
+) -> Reply:
+    tool = _tool_reply(request, digest, tool_rounds)
     if tool is not None:
         return tool
     low, high = reply_tokens

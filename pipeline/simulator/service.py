@@ -124,7 +124,7 @@ class Simulator:
         fault = fault_draw.draw(self.config.faults, digest, attempt, stream=request.stream)
         if fault is not None:
             self.stats.faults[fault] += 1
-        reply = make_reply(request, digest, self.config.reply_tokens)
+        reply = make_reply(request, digest, self.config.reply_tokens, self.config.tool_rounds)
         return Ticket(request, digest, reply, fault, plan)
 
     def served(self, ticket: Ticket) -> None:

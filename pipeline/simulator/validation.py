@@ -206,6 +206,39 @@ def _check_messages(messages: Any) -> None:
         _check_blocks(f"{where}.content", content, allow_tools=True)
     if messages[0].get("role") != "user":
         raise invalid('messages: first message must use the "user" role')
+    _check_tool_pairs(messages)
+
+
+def _ids(content: Any, kind: str, key: str) -> list[str]:
+    if not isinstance(content, list):
+        return []
+    return [block[key] for block in content if block.get("type") == kind]
+
+
+def _check_tool_pairs(messages: list[Any]) -> None:
+    """Each ``tool_use`` is answered by a ``tool_result`` in the next message, and each
+    ``tool_result`` answers a ``tool_use`` of the message before, as the real API demands."""
+    for index, message in enumerate(messages):
+        asked = _ids(message["content"], "tool_use", "id") if message["role"] == "assistant" else []
+        after = messages[index + 1] if index + 1 < len(messages) else None
+        answered = _ids(after["content"], "tool_result", "tool_use_id") if after else []
+        missing = [i for i in asked if i not in answered]
+        if missing:
+            raise invalid(
+                f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                "corresponding `tool_result` block in the next message."
+            )
+        if message["role"] == "user" and isinstance(message["content"], list):
+            before = messages[index - 1] if index else None
+            known = _ids(before["content"], "tool_use", "id") if before else []
+            for position, block in enumerate(message["content"]):
+                if block["type"] == "tool_result" and block["tool_use_id"] not in known:
+                    raise invalid(
+                        f"messages.{index}.content.{position}: unexpected `tool_use_id` found in "
+                        f"`tool_result` blocks: {block['tool_use_id']}. Each `tool_result` block "
+                        "must have a corresponding `tool_use` block in the previous message."
+                    )
 
 
 def _check_tools(body: Mapping[str, Any]) -> None:
