@@ -6,8 +6,8 @@ from round to round) plans a number of tool rounds, drawn from its digest within
 ``tool_rounds`` (``SimulatorConfig``). While fewer rounds are done (assistant turns holding a
 ``tool_use``), the reply calls one of the tools before the last one offered (the helpers),
 picked by the request's digest, with arguments taken from the conversation where a property
-is named ``path``, ``folder`` or ``query`` (a path or a word the request mentions) and
-otherwise fitted to its schema. Then it calls the last tool offered (a loop's answer tool,
+is named ``path``, ``folder`` or ``query`` (a path or a word the request mentions), lines 1
+to 40 for ``start_line`` and ``end_line``, and otherwise fitted to its schema. Then it calls the last tool offered (a loop's answer tool,
 listed last by convention) or, when only one tool is offered, answers in text.
 """
 
@@ -89,4 +89,8 @@ def plausible_input(
             value[key] = chosen if key == "path" else chosen.rpartition("/")[0]
         elif key == "query" and words:
             value[key] = rng.choice(words)
+        elif key == "start_line":
+            value[key] = 1
+        elif key == "end_line":
+            value[key] = 40  # a page from the top: what a model asks for first
     return value
