@@ -214,6 +214,8 @@ class ToolBox:
             else:
                 files.append(head)
         if not files and not folders:
+            if folder in self.files:
+                raise ToolError(f"{folder} is a file, not a folder: open it with read_file")
             raise ToolError(f"{folder or '(root)'} is not a folder of the repository under review")
         listed = [f"{name}/ ({count} files)" for name, count in sorted(folders.items())]
         return f"{folder or '(root)'}:\n" + "\n".join([*listed, *files]) + "\n"

@@ -7,8 +7,9 @@ from round to round) plans a number of tool rounds, drawn from its digest within
 ``tool_use``), the reply calls one of the tools before the last one offered (the helpers),
 picked by the request's digest, with arguments taken from the conversation where a property
 is named ``path``, ``folder`` or ``query`` (a path or a word the request mentions), lines 1
-to 40 for ``start_line`` and ``end_line``, and otherwise fitted to its schema. Then it calls the last tool offered (a loop's answer tool,
-listed last by convention) or, when only one tool is offered, answers in text.
+to 40 for ``start_line`` and ``end_line``, and otherwise fitted to its schema. Then it calls
+the last tool offered (a loop's answer tool, listed last by convention) or, when only one tool
+is offered, answers in text.
 """
 
 from __future__ import annotations

@@ -115,3 +115,12 @@ def test_a_call_in_one_line_for_the_calls_file() -> None:
     call = review.ToolCall("t1", "search", {"query": "add", "whole_word": True})
     line = review.described(call, ToolResult("read_file: nope", is_error=True))
     assert line == 'search {"query": "add", "whole_word": true} (error) -> 15 characters'
+
+
+def test_the_file_is_marked_for_caching_in_the_first_request(tmp_path: Path) -> None:
+    first = _first(_job(tmp_path))
+    [block] = first["messages"][0]["content"]
+    assert block["cache_control"] == {"type": "ephemeral"}
+    assert block["text"].startswith("Review inventory/cli.py")
+    off = _first(_job(tmp_path, "prompt.cache=false"))
+    assert "cache_control" not in str(off["messages"])

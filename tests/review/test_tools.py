@@ -102,6 +102,7 @@ def test_list_folder_shows_files_and_folders(repo: Path) -> None:
         ("read_file", ["pkg/store.py"], "the tool's input must be a JSON object"),
         ("search", {"query": ""}, "query must be a non-empty string"),
         ("list_folder", {"path": "nope"}, "nope is not a folder"),
+        ("list_folder", {"path": "pkg/cli.py"}, "pkg/cli.py is a file, not a folder"),
         ("write_file", {"path": "x"}, "no tool named 'write_file'"),
     ],
 )
