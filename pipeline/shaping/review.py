@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pipeline.config.spec import Job
 from pipeline.core.models import Reply
 from pipeline.readers.tools import ToolResult
-from pipeline.shaping.tokens import estimate_request
+from pipeline.shaping.request_tokens import estimate_request
 
 Next = Literal["answer", "tools", "final"]
 LIMIT_REACHED = (

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.config.spec import Job, load_job
+from pipeline.config.load import load_job
+from pipeline.config.spec import Job
 from pipeline.core.models import Reply, Usage
 from pipeline.readers.tools import SCHEMAS, ToolResult
 from pipeline.shaping import review

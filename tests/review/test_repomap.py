@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.config.spec import Job, load_job
+from pipeline.config.load import load_job
+from pipeline.config.spec import Job
 from pipeline.readers import InputOptions
 from pipeline.shaping.prompts import cached_prefix_tokens, request_params
 from pipeline.shaping.repomap import SourceFile, build_map, outline, repo_map

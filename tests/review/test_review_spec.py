@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config.spec import load_job
+from pipeline.config.load import load_job
 from pipeline.core.errors import ConfigError
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
