@@ -131,6 +131,10 @@ ABSURD: dict[str, list[Any]] = {
     "budget.max_total_tokens": [0, -1],
     "endpoint.batch_poll_s": [0, -1, HUGE, "nan", "inf"],
     "endpoint.batch_max_attempts": [0, -1, HUGE],
+    "review.map_tokens": [-1, HUGE],
+    "review.max_tool_calls": [0, -1, HUGE],
+    "review.token_budget": [0, -1, HUGE],
+    "review.tool_output_chars": [0, -1, HUGE],
 }
 
 
