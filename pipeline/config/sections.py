@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.config.turns import DEFAULT_REFINE, MAX_FOLLOWUPS, ColumnName, FollowupSpec
 from pipeline.config.review import ReviewSpec
+from pipeline.config.turns import DEFAULT_REFINE, MAX_FOLLOWUPS, ColumnName, FollowupSpec
 from pipeline.core import catalogue
 from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.limits import TIERS, Limits

@@ -28,8 +28,8 @@ from pipeline.config.paths import (
     page_path,
     report_path,
 )
-from pipeline.config.sections import JobSpec, PricingSpec, PromptSpec
 from pipeline.config.review import check_review
+from pipeline.config.sections import JobSpec, PricingSpec, PromptSpec
 from pipeline.core import catalogue
 from pipeline.core.atomic import partial_affixes
 from pipeline.core.errors import ConfigError

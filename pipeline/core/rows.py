@@ -81,6 +81,10 @@ class CallRow:
     input_tokens: int | None = None  # the successful attempt's, and the next two
     output_tokens: int | None = None
     stop_reason: str | None = None
+    # A review's round (``run.review``): the tool calls its reply made, one line each, and
+    # the results sent back (``pipeline.readers.tools``)
+    tool_calls: tuple[str, ...] = ()
+    tool_results: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
         return _standard(self)

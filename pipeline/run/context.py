@@ -19,6 +19,7 @@ from pipeline.core.models import Call, CallResult, Usage
 from pipeline.engine.base import Engine
 from pipeline.engine.client import MessagesClient
 from pipeline.output.report import Tally
+from pipeline.readers.tools import ToolBox
 from pipeline.run.budget import BudgetGuard
 from pipeline.run.record import Ledger, Rows
 from pipeline.shaping.planner import Unit, request_for
@@ -58,6 +59,7 @@ class Context:
     stop: Callable[[str], None]  # stop the run (the budget is reached)
     stopping: Callable[[], bool]
     reused_calls: int = 0  # calls answered by an earlier run's stored reply
+    tools: ToolBox | None = None  # review.tools: what the model may call (``run.review``)
     _no_count_tokens: bool = field(default=False, repr=False)
 
     @property

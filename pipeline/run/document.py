@@ -49,16 +49,22 @@ async def answer(document: Document, ctx: Context) -> None:
         await _answered(ctx, ledger, key, await refine(ctx, ledger, key, first.units))
     else:
         await _combined(ctx, ledger, key, parts)
+    keep(ctx, ledger, key)
+
+
+def keep(ctx: Context, ledger: Ledger, key: str) -> None:
+    """The document's row(s), counted and committed; nothing if a call was not sent."""
     if ledger.unsent:
         return
     rows = ledger.rows
     errors = [row.error_type for row in rows if row.status == "error"]
     ctx.tally.document([row.status for row in rows], next(iter(errors), None))
     rows.sort(key=lambda row: (row.source, row.chunk or 0))
+    source = ledger.document.source
     if rows and all(row.status == "ok" for row in rows):
-        ctx.store.save(key, document.source, rows, ledger.call_rows)
+        ctx.store.save(key, source, rows, ledger.call_rows)
     else:
-        ctx.store.add_other(document.source, rows, ledger.call_rows)
+        ctx.store.add_other(source, rows, ledger.call_rows)
 
 
 async def _combined(ctx: Context, ledger: Ledger, key: str, parts: list[Part]) -> None:
@@ -91,15 +97,15 @@ async def _answered(
     ended: conversation.Answered | Failed | None = None
     if isinstance(found, tuple):
         if not ctx.job.spec.prompt.followups:
-            _ok_row(ctx, ledger, found[1])
+            ok_row(ctx, ledger, found[1])
             return
         ended = await conversation.follow_up(ctx, ledger, key, *found)
     else:
         ended = found
     if isinstance(ended, conversation.Answered):
-        _ok_row(ctx, ledger, ended.reply, columns=ended.columns)
+        ok_row(ctx, ledger, ended.reply, columns=ended.columns)
     elif isinstance(ended, Failed):
-        _error_row(ctx, ledger, ended.label, ended.error, columns=ended.columns)
+        error_row(ctx, ledger, ended.error, columns=ended.columns)
 
 
 async def _round(ctx: Context, ledger: Ledger, key: str, parts: list[Part]) -> Answers | None:
@@ -138,7 +144,7 @@ async def _part(ctx: Context, ledger: Ledger, key: str, part: Part) -> Answers |
         if pieces:
             return await _round(ctx, ledger, key, pieces)
     if not ledger.failed:
-        _error_row(ctx, ledger, part, result.error)
+        error_row(ctx, ledger, result.error)
         ledger.failed = True
     return None
 
@@ -172,16 +178,16 @@ async def _each_a_row(ctx: Context, ledger: Ledger, key: str, parts: list[Part])
         elif result.reply is not None:
             if result.reply.stop_reason == "max_tokens":
                 ledger.notes.append(f"{part.label}: the answer was cut at model.max_tokens")
-            _ok_row(ctx, ledger, result.reply, chunk=chunk)
+            ok_row(ctx, ledger, result.reply, chunk=chunk)
         else:
-            _error_row(ctx, ledger, part, result.error, chunk=chunk)
+            error_row(ctx, ledger, result.error, chunk=chunk)
 
     async with anyio.create_task_group() as group:
         for part in parts:
             group.start_soon(one, part)
 
 
-def _ok_row(
+def ok_row(
     ctx: Context,
     ledger: Ledger,
     reply: Reply,
@@ -201,10 +207,9 @@ def _ok_row(
     )
 
 
-def _error_row(
+def error_row(
     ctx: Context,
     ledger: Ledger,
-    part: Part | str,
     error: object,
     *,
     chunk: int | None = None,

@@ -34,6 +34,7 @@ from pipeline.run.document import answer
 from pipeline.run.finish import RunOutcome
 from pipeline.run.inputs import READ_THREADS, Item, Reader
 from pipeline.run.record import Rows
+from pipeline.run.review import review_tools, reviewed
 from pipeline.shaping.prompts import head_of, worth_caching
 from pipeline.state.store import ResultStore, document_key, settings_hash
 
@@ -77,6 +78,7 @@ class JobRun:
             chunk_tokens,
             stop=self.stop,
             stopping=lambda: self.stopping,
+            tools=review_tools(job),
         )
 
     @property
@@ -128,7 +130,7 @@ class JobRun:
 
         async def answered(document: Document) -> None:
             try:
-                await answer(document, self.context)
+                await (reviewed if self.context.tools else answer)(document, self.context)
             finally:
                 open_documents.release()
 

@@ -33,6 +33,7 @@ from pipeline.readers import Candidate
 from pipeline.readers.sources import find, read_items
 from pipeline.run import conversation, refine
 from pipeline.run.inputs import input_options
+from pipeline.run.review_plan import ReviewPlan, review_plan
 from pipeline.shaping.planner import PART_HEADER_TOKENS, first_round, request_for
 from pipeline.shaping.prompts import cached_prefix_tokens
 from pipeline.shaping.request_tokens import estimate_request
@@ -69,6 +70,7 @@ class Plan:
     opening_cached: int = 0  # first-turn input written to the cache as conversation history
     refine_carried_max: int = 0  # refine: the answers so far that later parts carry, at most
     longest_sequence: int = 1  # calls one document makes one after another (refine, turns)
+    review: ReviewPlan = field(default_factory=ReviewPlan)  # [review]: the map, the tools
 
     @property
     def all_requests(self) -> int:
@@ -171,6 +173,7 @@ def make_plan(job: Job, *, counter: MessagesClient | None = None) -> Plan:
         except NotOffered:  # a gateway without count_tokens: the estimates stand
             plan.exact, plan.count_tokens_missing = False, True
     plan.cached_prefix_tokens = cached_prefix_tokens(job)
+    plan.review = review_plan(job, plan.requests, cached=plan.cached_prefix_tokens > 0)
     return plan
 
 
@@ -271,6 +274,7 @@ def render(plan: Plan, price: Price | None, limits: Limits) -> str:
             f"  cached     a shared prefix of ~{plan.cached_prefix_tokens:,} tokens: written "
             "once, then read at a tenth of the input price"
         )
+    lines.extend(plan.review.lines())
     lines.append(
         f"  output     up to {plan.output_tokens_max:,} tokens "
         f"({plan.all_requests:,} requests x model.max_tokens {plan.max_tokens:,})"
@@ -347,6 +351,7 @@ def as_dict(plan: Plan, price: Price | None, limits: Limits) -> dict[str, Any]:
         "followup_requests": plan.followups,
         "refine_carried_input_tokens_max": plan.refine_carried_max,
         "longest_sequence": plan.longest_sequence,
+        "review": plan.review.as_dict(),
         "scans": {
             "documents": plan.scans,
             "pages": plan.scan_pages,

@@ -18,8 +18,8 @@ from typing import Any
 from pipeline.config.spec import Job
 from pipeline.core.catalogue import cache_minimum
 from pipeline.core.models import Attachment, Chunk, Document
-from pipeline.shaping.request_tokens import estimate_request
 from pipeline.shaping.repomap import map_for
+from pipeline.shaping.request_tokens import estimate_request
 from pipeline.shaping.tokens import estimate_text
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
