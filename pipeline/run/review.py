@@ -61,6 +61,8 @@ async def reviewed(document: Document, ctx: Context) -> None:
     reply = await conversation.run(rounds.with_tools(job, params, tools.schemas))
     if reply is not None:
         ledger.notes.append(conversation.summary())
+        if reply.stop_reason == "max_tokens":
+            ledger.notes.append("the answer was cut at model.max_tokens")
         ok_row(ctx, ledger, _answer_only(ctx, reply))
     keep(ctx, ledger, key)
 
@@ -80,6 +82,7 @@ class _Conversation:
     tools: ToolBox
     ledger: Ledger
     key: str
+    rounds: int = 0  # replies that called tools
     made: int = 0  # tool calls run
     refused: int = 0  # tool calls past the allowance, answered with an error
     used: int = 0  # tokens of every round so far
@@ -105,13 +108,16 @@ class _Conversation:
                 return reply
             results, all_ran = await self._tools(reply, step)
             self._record(label, results)
+            self.rounds += bool(results)
             forced = step == "final" or not all_ran
+            if forced and not results:
+                self.why = "it answered in text"
             following = rounds.next_request(job, params, reply, results, final=forced)
             if not forced and rounds.over_budget(job, following, self.used):
                 self.why = f"review.token_budget ({job.spec.review.token_budget:,}) reached"
                 forced = True
                 following = rounds.next_request(job, params, reply, results, final=True)
-            params, label = following, "answer" if forced else f"tools/{self.made}"
+            params, label = following, "answer" if forced else f"tools/{self.rounds}"
 
     async def _tools(self, reply: Reply, step: str) -> tuple[Results, bool]:
         """Run the calls the allowance lets run, in a worker thread; refuse the rest. Did
@@ -142,6 +148,7 @@ class _Conversation:
                 )
 
     def summary(self) -> str:
+        calls = f"{self.made} tool call{'' if self.made == 1 else 's'}"
         refused = f", {self.refused} refused" if self.refused else ""
         why = f"; answer asked for: {self.why}" if self.why else ""
-        return f"review: {self.made} tool calls{refused}{why}"
+        return f"review: {calls}{refused}{why}"

@@ -182,3 +182,22 @@ def test_the_token_budget_ends_the_tool_rounds(start_simulator: StartSimulator, 
         + row["cache_creation_input_tokens"]
         <= 9_000 + 2_000
     )  # the answer's own max_tokens on top at most
+
+
+def test_a_file_too_big_for_one_request_is_reviewed_in_parts_without_tools(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "big.py").write_text(
+        "".join(f"def f{n}(x):\n    return x + {n}\n\n" for n in range(900))
+    )
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, tool_rounds=(2, 2)))
+    job = _job(repo, "chunking.max_chunk_tokens=1000")
+    _run(server, job)
+    row = _rows(job)["big.py"]
+    assert row["status"] == "ok"
+    assert row["chunks"] > 1
+    calls = _calls(job)
+    assert all(not c["tool_calls"] for c in calls)
+    assert not any(c["call"].startswith("tools/") for c in calls)
