@@ -6,10 +6,11 @@ from round to round) plans a number of tool rounds, drawn from its digest within
 ``tool_rounds`` (``SimulatorConfig``). While fewer rounds are done (assistant turns holding a
 ``tool_use``), the reply calls one of the tools before the last one offered (the helpers),
 picked by the request's digest, with arguments taken from the conversation where a property
-is named ``path``, ``folder`` or ``query`` (a path or a word the request mentions), lines 1
-to 40 for ``start_line`` and ``end_line``, and otherwise fitted to its schema. Then it calls
-the last tool offered (a loop's answer tool, listed last by convention) or, when only one tool
-is offered, answers in text.
+is named ``path``, ``folder`` or ``query`` (a path the request mentions, preferring a module
+the first message uses without naming its file; a word of it), lines 1 to 40 for
+``start_line`` and ``end_line``, and otherwise fitted to its schema. Then it calls the last
+tool offered (a loop's answer tool, listed last by convention) or, when only one tool is
+offered, answers in text.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
+def _stem(path: str) -> str:
+    return path.rpartition("/")[2].partition(".")[0]
+
+
 def plausible_input(
     tool: Mapping[str, Any], body: Mapping[str, Any], value: Any, rng: random.Random
 ) -> Any:
@@ -84,6 +89,10 @@ def plausible_input(
     paths = [p for p in found if "/" in p] or found  # "Store.add" looks like a name too
     first = "\n".join(_texts(body["messages"][0]))
     words = sorted(set(_WORD.findall(first)))
+    # what the first message uses but does not name: the module a file imports (``store``
+    # in ``from inventory.store import Store`` -> inventory/store.py)
+    used = set(re.findall(r"\w+", first))
+    paths = [p for p in paths if p not in first and _stem(p) in used] or paths
     for key in value:
         if key in ("path", "folder") and paths:
             chosen = rng.choice(paths)

@@ -201,3 +201,36 @@ def test_a_file_too_big_for_one_request_is_reviewed_in_parts_without_tools(
     calls = _calls(job)
     assert all(not c["tool_calls"] for c in calls)
     assert not any(c["call"].startswith("tools/") for c in calls)
+
+
+def test_the_review_of_a_caller_opens_the_definition_it_needs(
+    start_simulator: StartSimulator, repo: Path
+) -> None:
+    """The sample's cross-file bug: cli.py calls Store.add(..., price_cents=...), which
+    store.py does not take. Alone, cli.py cannot show it; its review opens store.py."""
+    server = start_simulator(SimulatorConfig(models=TEST_MODELS, tool_rounds=(1, 1)))
+    recording = Recording()
+    job = _job(repo, 'review.tools=["read_file"]')
+    endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="$TEST_KEY")
+    anyio.run(functools.partial(run_job, job, endpoint, transport=recording))
+    row = _rows(job)["inventory/cli.py"]
+    assert row["status"] == "ok"
+    [first, answer] = [c for c in _calls(job) if c["doc_id"] == row["doc_id"]]
+    assert first["tool_calls"] == [
+        'read_file {"end_line": 40, "path": "inventory/store.py", "start_line": 1}'
+        " -> 875 characters"
+    ]
+    [result] = first["tool_results"]
+    assert "    def add(self, name: str, quantity: int) -> Item:" in result
+    # the second request carried the definition next to the call that breaks it, and its
+    # reply is the answer (the simulator's model answers once its planned round is done)
+    sent = [json.loads(body) for _, path, body in recording.requests if path == "/v1/messages"]
+    [second] = [
+        s
+        for s in sent
+        if len(s["messages"]) == 3 and "file, inventory/cli.py." in str(s["messages"][0])
+    ]
+    assert "price_cents=int(argv[3])" in str(second["messages"][0])  # the call
+    assert second["messages"][2]["content"][0]["content"] == result  # the definition
+    assert answer["call"] == "tools/1"
+    assert json.loads(row["structured_json"])["findings"] is not None
