@@ -18,11 +18,10 @@ from anyio.abc import ObjectSendStream
 from pipeline.config.spec import Job
 from pipeline.core.errors import InputProblem
 from pipeline.core.models import Document
-from pipeline.core.rows import DOCUMENT_COLUMNS, structured_columns
 from pipeline.output.report import Tally
 from pipeline.readers import Candidate, InputOptions, read_document
 from pipeline.readers.formats import lookup
-from pipeline.readers.options import TableOptions
+from pipeline.readers.job import input_options
 from pipeline.readers.pdfpool import PdfTextPool
 from pipeline.readers.read import PdfTextReader
 from pipeline.readers.sources import find, read_items
@@ -157,39 +156,6 @@ def _read_many(
         except InputProblem as problem:
             items.append((candidate.source, problem))
     return items
-
-
-def _table_options(job: Job) -> TableOptions | None:
-    inputs = job.spec.inputs
-    if inputs.text_column is None:
-        return None
-    spec = job.spec
-    structured = structured_columns(spec.structured.schema_ if spec.structured else None)
-    taken = {*DOCUMENT_COLUMNS, *structured}
-    return TableOptions(
-        text_column=inputs.text_column,
-        id_column=inputs.id_column,
-        keep=tuple((c, f"input_{c}" if c in taken else c) for c in inputs.keep_columns),
-        template_columns=job.template_columns,
-    )
-
-
-def input_options(job: Job) -> InputOptions:
-    inputs = job.spec.inputs
-    return InputOptions(
-        urls=job.input_urls,
-        table=_table_options(job),
-        paths=job.input_paths,
-        include=tuple(inputs.include),
-        exclude=tuple(inputs.exclude),
-        gitignore=inputs.gitignore,
-        skip_secrets=inputs.skip_secrets,
-        follow_symlinks=inputs.follow_symlinks,
-        max_file_bytes=inputs.max_file_bytes,
-        mode=inputs.mode,
-        scans=inputs.scans,
-        code=inputs.code,
-    )
 
 
 def check_inputs(job: Job) -> dict[str, Any]:

@@ -30,9 +30,9 @@ from pipeline.core.models import Document, Usage
 from pipeline.core.pricing import Price
 from pipeline.engine.client import MessagesClient
 from pipeline.readers import Candidate
+from pipeline.readers.job import input_options
 from pipeline.readers.sources import find, read_items
 from pipeline.run import conversation, refine
-from pipeline.run.inputs import input_options
 from pipeline.run.review_plan import ReviewPlan, review_plan
 from pipeline.shaping.planner import PART_HEADER_TOKENS, first_round, request_for
 from pipeline.shaping.prompts import cached_prefix_tokens

@@ -25,13 +25,13 @@ import anyio
 
 from pipeline.config.spec import Job
 from pipeline.core.models import Document, Reply
+from pipeline.readers.job import input_options
 from pipeline.readers.tools import ToolBox, ToolResult
 from pipeline.run.context import Context
 from pipeline.run.document import answer, error_row, keep, ok_row
 from pipeline.run.record import Ledger
 from pipeline.shaping import review as rounds
 from pipeline.shaping.planner import first_round, request_for
-from pipeline.shaping.repomap import review_inputs
 from pipeline.state.store import document_key
 
 Results = list[tuple[rounds.ToolCall, ToolResult]]
@@ -43,7 +43,7 @@ def review_tools(job: Job) -> ToolBox | None:
     if not review.tools:
         return None
     return ToolBox(
-        review_inputs(job), output_chars=review.tool_output_chars, enabled=tuple(review.tools)
+        input_options(job), output_chars=review.tool_output_chars, enabled=tuple(review.tools)
     )
 
 

@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from pipeline.config.spec import Job
 from pipeline.readers.discover import discover
+from pipeline.readers.job import input_options
 from pipeline.readers.options import Candidate, InputOptions
 from pipeline.readers.sources import read_items
 from pipeline.shaping.tokens import estimate_text
@@ -197,22 +198,6 @@ def repo_map(options: InputOptions, budget: int) -> RepoMap:
     return build_map(source_files(options), budget)
 
 
-def review_inputs(job: Job) -> InputOptions:
-    """The job's local inputs as the map and the tools read them. (The run's own
-    ``input_options`` adds what they never need: URLs, tables, attach mode.)"""
-    inputs = job.spec.inputs
-    return InputOptions(
-        paths=job.input_paths,
-        include=tuple(inputs.include),
-        exclude=tuple(inputs.exclude),
-        gitignore=inputs.gitignore,
-        skip_secrets=inputs.skip_secrets,
-        follow_symlinks=inputs.follow_symlinks,
-        max_file_bytes=inputs.max_file_bytes,
-        code=inputs.code,
-    )
-
-
 @lru_cache(maxsize=4)
 def map_for(job: Job) -> RepoMap | None:
     """The job's map (``review.map_tokens``), built once per ``Job`` and then the same text
@@ -220,4 +205,4 @@ def map_for(job: Job) -> RepoMap | None:
     budget = job.spec.review.map_tokens
     if not budget:
         return None
-    return repo_map(review_inputs(job), budget)
+    return repo_map(input_options(job), budget)

@@ -15,7 +15,7 @@ from pipeline.config.load import load_job, parse_spec
 from pipeline.core.errors import ConfigError
 from pipeline.core.models import Document, Section
 from pipeline.readers import Candidate, discover
-from pipeline.run.inputs import input_options
+from pipeline.readers.job import input_options
 from pipeline.shaping.prompts import placeholders, render
 from tests.readers.support import write
 from tests.reliability.support import cli
