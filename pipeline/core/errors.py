@@ -11,8 +11,10 @@
     │   ├── SpendCapReached          429 with no retry-after and a spend-limit code
     │   ├── HostUnreachable          no connection could be made, after retries
     │   ├── StorageRefused           object storage refused the credentials, or cannot be reached
-    │   └── NotOffered               404 on an endpoint a gateway may leave out (count_tokens,
-    │                                Message Batches): fatal only where the job needs it
+    │   ├── NotOffered               404 on an endpoint a gateway may leave out (count_tokens,
+    │   │                            Message Batches): fatal only where the job needs it
+    │   └── LimiterLost              a cluster run's shared rate limiter is gone: no call is
+    │                                sent without it (never unlimited)
     ├── InputProblem             a file that cannot become a request: an error or skipped row
     │   ├── Unreadable               cannot be opened or decoded; a broken PDF
     │   ├── EmptyDocument            a PDF with no pages or no extractable text (a scan?)
@@ -130,6 +132,10 @@ class StorageRefused(RunFatal):
 
 
 class NotOffered(RunFatal):
+    pass
+
+
+class LimiterLost(RunFatal):
     pass
 
 
