@@ -1,6 +1,7 @@
 """Rate use at the tier's bound: one machine beside a Ray cluster under one limiter.
 
 Run:  python -m bench.cluster_rate            (scenario 4 of bench.rate_use, 3 rows, ~4 minutes)
+      python -m bench.cluster_rate --scenario 2 --documents 600   (a larger tier, ~2 minutes)
       python -m bench.cluster_rate --quick    (smoke test, 40 documents)
 
 The workload, the bound and the simulator (``pipeline simulate`` in its own process, with the
@@ -173,10 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--documents", type=int, help="documents (default 250; 40 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a small run for a smoke test")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the documents")
+    parser.add_argument(
+        "--scenario", default="4", help="bench.rate_use's scenario, by number (default 4)"
+    )
     args = parser.parse_args(argv)
     timing = rate_use.Timing(0.3, 0.0015, (100, 900), (300, 1_000))
-    tight = rate_use.scenarios(60, 250)[3]  # basic x10, per second
-    scenario = replace(tight, documents=args.documents or (40 if args.quick else 250))
+    chosen = next(s for s in rate_use.scenarios(2_000, 250) if s.key == args.scenario)
+    documents = args.documents or (40 if args.quick else chosen.documents)
+    scenario = replace(chosen, documents=documents)
     docs = rate_use.build_workload(
         scenario.documents, scenario.sizes, timing.reply_tokens, timing.max_tokens, args.seed
     )

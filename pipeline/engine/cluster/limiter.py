@@ -26,6 +26,9 @@ from pipeline.core.errors import ConfigError, LimiterLost
 from pipeline.core.limits import Limits
 from pipeline.engine.cluster.desk import HOLDER_TTL_S, DeskStats, Event, Lease, LeaseDesk
 
+# A holder reports at least this often while it holds reservations: well under the TTL.
+HEARTBEAT_S = 10.0
+
 NAMESPACE = "pipeline"
 # Leases wait in the actor (for the pacer, for a slot): each waiting one takes a slot of its
 # event loop, so allow many more than any tier's concurrency.
@@ -52,8 +55,9 @@ class _Limiter:
     async def report(self, holder: str, events: list[Event]) -> None:
         self._get().report(holder, events)
 
-    async def limits(self) -> Limits:
-        return self._limits
+    async def terms(self) -> tuple[Limits, float]:
+        """The tier it keeps, and after how long a silent holder is taken for dead."""
+        return self._limits, self._ttl
 
     async def stats(self) -> DeskStats:
         return self._get().stats()
@@ -69,6 +73,7 @@ class RayLink:
 
     handle: Any  # ray.actor.ActorHandle: typed loosely by Ray
     name: str
+    heartbeat_s: float = HEARTBEAT_S
 
     async def _call(self, ref: Any) -> Any:
         try:
@@ -113,14 +118,14 @@ def connect_limiter(name: str, limits: Limits, *, holder_ttl_s: float = HOLDER_T
         )
         .remote(limits, holder_ttl_s)
     )
-    running: Limits = ray.get(handle.limits.remote(), timeout=_CONNECT_TIMEOUT_S)
+    running, ttl = ray.get(handle.terms.remote(), timeout=_CONNECT_TIMEOUT_S)
     if running != limits:
         raise ConfigError(
             f"cluster limiter {name!r} already runs with {running}, not this job's {limits}: "
             "jobs sharing a limiter share one tier, so give them the same [limits], or give "
             "this job a limiter of its own"
         )
-    return RayLink(handle, name)
+    return RayLink(handle, name, heartbeat_s=min(HEARTBEAT_S, ttl / 6))
 
 
 def stop_limiter(name: str) -> bool:

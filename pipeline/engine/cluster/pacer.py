@@ -6,7 +6,9 @@ limiter: every request waiting here at once is asked for in one round trip (a le
 calls do not each pay one. ``observe``, ``settle`` and ``cooldown`` are queued and reported
 in batches, in order, by a second task: a report never waits behind a lease (a lease may be
 waiting for the very concurrency slot a report frees). While this process holds reservations
-it reports at least every ``heartbeat_s``, so the limiter knows it is alive.
+it reports at least every ``heartbeat_s``, so the limiter knows it is alive. While requests
+keep waiting, leases are ``LEASE_INTERVAL_S`` apart: at a high rate one lease carries all that
+refilled since the last, and the round trips stay a few a second whatever the rate.
 
 When the limiter is gone (``LimiterLost``), every waiting and later ``acquire`` raises it:
 requests already granted finish, and no other is sent.
@@ -23,7 +25,7 @@ from typing import Protocol
 import anyio
 
 from pipeline.core.errors import LimiterLost
-from pipeline.core.limits import Reservation
+from pipeline.core.limits import Reservation, Sleep
 from pipeline.engine.cluster.desk import (
     MAX_LEASE,
     Cooldown,
@@ -34,15 +36,20 @@ from pipeline.engine.cluster.desk import (
     rate_limit_headers,
 )
 
-# Well under the limiter's holder TTL (60 s): a live holder is never taken for dead.
-HEARTBEAT_S = 10.0
+# Between two leases while requests are waiting: what refilled meanwhile comes in one round
+# trip. So a process asks at most 20 times a second whatever the tier's rate (at 3,000
+# requests a minute, about 2.5 a lease), and no request waits more than this for its turn.
+LEASE_INTERVAL_S = 0.05
 # How long, at the end, the last report may take before it is given up.
 FINAL_REPORT_S = 10.0
 
 
 class LimiterLink(Protocol):
     """The way to the limiter: Ray's actor handle (``limiter.RayLink``), or a desk in the
-    same process in tests. Raises ``LimiterLost`` when the limiter is gone."""
+    same process in tests. Raises ``LimiterLost`` when the limiter is gone. ``heartbeat_s``:
+    how often a holder must report while it holds reservations (under the limiter's TTL)."""
+
+    heartbeat_s: float
 
     async def lease(self, holder: str, sizes: Sequence[int]) -> Lease: ...
 
@@ -59,11 +66,18 @@ class _Waiter:
 
 class ClusterPacer:
     def __init__(
-        self, link: LimiterLink, *, holder: str | None = None, heartbeat_s: float = HEARTBEAT_S
+        self,
+        link: LimiterLink,
+        *,
+        holder: str | None = None,
+        lease_interval_s: float = LEASE_INTERVAL_S,
+        sleep: Sleep = anyio.sleep,
     ) -> None:
         self.link = link
         self.holder = holder or f"holder-{uuid.uuid4().hex[:12]}"
-        self._heartbeat_s = heartbeat_s
+        self._heartbeat_s = link.heartbeat_s
+        self._interval = lease_interval_s
+        self._sleep = sleep
         self._waiters: list[_Waiter] = []
         self._events: list[Event] = []
         self._held = 0  # reservations handed out and not settled yet
@@ -151,6 +165,8 @@ class ClusterPacer:
                     return
                 self.leases += 1
                 self._hand_out(lease.reservations)
+                if self._waiters and self._interval:
+                    await self._sleep(self._interval)  # what refills comes in one lease
 
     def _hand_out(self, reservations: Sequence[Reservation]) -> None:
         for reservation in reservations:

@@ -11,22 +11,28 @@ import anyio.lowlevel
 import pytest
 
 from pipeline.core.errors import LimiterLost
-from pipeline.core.limits import Limits, Reservation
+from pipeline.core.limits import Limits, Reservation, Sleep
 from pipeline.engine.cluster.desk import Cooldown, Event, Lease, LeaseDesk, Observed, Settled
 from pipeline.engine.cluster.pacer import ClusterPacer
 from tests.conftest import FakeClock
 
 
-def desk_on(clock: FakeClock, limits: Limits, **kwargs: float) -> LeaseDesk:
+def sleeper(clock: FakeClock) -> Sleep:
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
         await anyio.lowlevel.checkpoint()
 
-    return LeaseDesk(limits, clock=clock, sleep=sleep, **kwargs)
+    return sleep
+
+
+def desk_on(clock: FakeClock, limits: Limits, **kwargs: float) -> LeaseDesk:
+    return LeaseDesk(limits, clock=clock, sleep=sleeper(clock), **kwargs)
 
 
 class DeskLink:
     """The limiter in this process: what the Ray actor does, without Ray."""
+
+    heartbeat_s = 10.0
 
     def __init__(self, desk: LeaseDesk, *, fail_after: int | None = None) -> None:
         self.desk = desk
@@ -138,6 +144,26 @@ async def test_a_caller_asks_for_all_its_waiting_requests_in_few_round_trips(
     assert desk.stats().granted == 30
     assert pacer.leases <= 3  # not one round trip a request
     assert desk.stats().in_flight == 0  # every settle reached the desk
+
+
+@pytest.mark.anyio
+async def test_at_a_high_rate_a_lease_carries_what_refilled_since_the_last(
+    fake_clock: FakeClock,
+) -> None:
+    desk = desk_on(fake_clock, Limits(requests_per_minute=6_000))  # 100 a second
+    pacer = ClusterPacer(DeskLink(desk), sleep=sleeper(fake_clock))
+    start = fake_clock.now
+    async with pacer.running(), anyio.create_task_group() as tasks:
+        for _ in range(300):
+
+            async def one() -> None:
+                reservation = await pacer.acquire(50)
+                pacer.settle(reservation, input_tokens=50, output_tokens=0)
+
+            tasks.start_soon(one)
+    # A second's bucket (100) first, 32 at a time; then leases 50 ms apart carry 5 each.
+    assert pacer.leases <= 50
+    assert fake_clock.now - start == pytest.approx(2.0, abs=0.06)  # still the tier's rate
 
 
 @pytest.mark.anyio
