@@ -49,7 +49,8 @@ class LimiterLink(Protocol):
     same process in tests. Raises ``LimiterLost`` when the limiter is gone. ``heartbeat_s``:
     how often a holder must report while it holds reservations (under the limiter's TTL)."""
 
-    heartbeat_s: float
+    @property
+    def heartbeat_s(self) -> float: ...
 
     async def lease(self, holder: str, sizes: Sequence[int]) -> Lease: ...
 
