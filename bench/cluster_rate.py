@@ -7,9 +7,9 @@ Run:  python -m bench.cluster_rate            (scenario 4 of bench.rate_use, 3 r
 The workload, the bound and the simulator (``pipeline simulate`` in its own process, with the
 tier's limits) are ``bench.rate_use``'s. Rows:
 
-- one machine: our pool ``Engine`` with the tier's ``Limits`` in this process.
+- one machine: our ``Pool`` with the tier's ``Limits`` in this process.
 - cluster, one limiter: a local Ray cluster (a head and two worker nodes, one CPU each, on
-  127.0.0.1); one caller on each worker node runs half the documents through a pool ``Engine``
+  127.0.0.1); one caller on each worker node runs half the documents through a ``Pool``
   whose pacing is a ``ClusterPacer`` leasing from the cluster limiter (the tier's ``Limits``).
 - cluster, a pacer per worker: the same two callers, each pacing the whole tier on its own
   (what a per-worker limiter does: the cluster's rate is the tier times the workers).
@@ -32,10 +32,12 @@ from typing import Any
 import anyio
 
 from bench import rate_use, table
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
-from pipeline.engine.pool import Engine
+from pipeline.engine.base import run_calls
+from pipeline.engine.client import MessagesClient
+from pipeline.engine.pool import Pool
 from pipeline.engine.retry import RetryPolicy
 from pipeline.simulator import DEFAULT_API_KEY
 
@@ -73,7 +75,7 @@ def calls_of(docs: Sequence[rate_use.Doc]) -> list[Call]:
 
 
 def caller(url: str, calls: list[Call], limits: Limits, link: Any | None) -> dict[str, Any]:
-    """On a worker node: run ``calls`` through a pool ``Engine``, paced by the cluster limiter
+    """On a worker node: run ``calls`` through a ``Pool``, paced by the cluster limiter
     (``link``) or, without one, by a ``Pacer`` of its own at ``limits``."""
     from pipeline.engine.cluster.pacer import ClusterPacer
 
@@ -87,14 +89,14 @@ def caller(url: str, calls: list[Call], limits: Limits, link: Any | None) -> dic
         endpoint = Endpoint(url, ApiKey(os.environ[KEY_VARIABLE]), key_source="bench")
         pacer = ClusterPacer(link) if link is not None else None
         async with MessagesClient(endpoint, concurrency=limits.max_concurrency or 8) as client:
-            engine = Engine(client, limits, retry=RetryPolicy())
+            engine = Pool(client, limits, retry=RetryPolicy(), check=False)
             began = time.time()  # the callers share this machine's clock
             if pacer is None:
-                await engine.run(calls, sink, check=False)
+                await run_calls(engine, calls, sink)
                 return {"failed": failed, "leases": 0, "span": (began, time.time())}
             engine.pacer = pacer  # type: ignore[assignment]
             async with pacer.running():
-                await engine.run(calls, sink, check=False)
+                await run_calls(engine, calls, sink)
             return {"failed": failed, "leases": pacer.leases, "span": (began, time.time())}
 
     return anyio.run(main)

@@ -13,8 +13,9 @@
     │   ├── StorageRefused           object storage refused the credentials, or cannot be reached
     │   ├── NotOffered               404 on an endpoint a gateway may leave out (count_tokens,
     │   │                            Message Batches): fatal only where the job needs it
-    │   └── LimiterLost              a cluster run's shared rate limiter is gone: no call is
-    │                                sent without it (never unlimited)
+    │   ├── LimiterLost              a cluster run's shared rate limiter is gone: no call is
+    │   │                            sent without it (never unlimited)
+    │   └── CallersLost              every node of a cluster run that made calls is gone
     ├── InputProblem             a file that cannot become a request: an error or skipped row
     │   ├── Unreadable               cannot be opened or decoded; a broken PDF
     │   ├── EmptyDocument            a PDF with no pages or no extractable text (a scan?)
@@ -136,6 +137,10 @@ class NotOffered(RunFatal):
 
 
 class LimiterLost(RunFatal):
+    pass
+
+
+class CallersLost(RunFatal):
     pass
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from pipeline.core.limits import _NEGLIGIBLE_WAIT, Clock, Limits, Pacer, Reservation, Sleep
+from pipeline.core.limits import Clock, Limits, Sleep
+from pipeline.engine.pacer import _NEGLIGIBLE_WAIT, Pacer, Reservation
 
 log = logging.getLogger("pipeline.cluster")
 

@@ -25,7 +25,7 @@ from typing import Protocol
 import anyio
 
 from pipeline.core.errors import LimiterLost
-from pipeline.core.limits import Reservation, Sleep
+from pipeline.core.limits import Sleep
 from pipeline.engine.cluster.desk import (
     MAX_LEASE,
     Cooldown,
@@ -35,6 +35,7 @@ from pipeline.engine.cluster.desk import (
     Settled,
     rate_limit_headers,
 )
+from pipeline.engine.pacer import Reservation
 
 # Between two leases while requests are waiting: what refilled meanwhile comes in one round
 # trip. So a process asks at most 20 times a second whatever the tier's rate (at 3,000

@@ -1,4 +1,4 @@
-"""What the cluster tests run on the worker nodes: the project's pool ``Engine`` sending calls
+"""What the cluster tests run on the worker nodes: the project's ``Pool`` sending calls
 to the simulator, paced by the cluster's limiter through a ``ClusterPacer`` in place of the
 process's own ``Pacer``. The workers import it (the test puts the repository on the nodes'
 PYTHONPATH). Also run as the second driver of a test:
@@ -16,13 +16,15 @@ from typing import Any
 import anyio
 import ray
 
+from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.errors import RunFatal
 from pipeline.core.limits import Limits
 from pipeline.core.models import CallResult
-from pipeline.engine.client import ApiKey, Endpoint, MessagesClient
+from pipeline.engine.base import run_calls as run_through
+from pipeline.engine.client import MessagesClient
 from pipeline.engine.cluster.limiter import RayLink, connect_limiter
 from pipeline.engine.cluster.pacer import ClusterPacer
-from pipeline.engine.pool import Engine
+from pipeline.engine.pool import Pool
 from pipeline.engine.retry import RetryPolicy
 from tests.engine.test_pool import make_calls
 
@@ -63,12 +65,12 @@ def run_calls(
         endpoint = Endpoint(url, ApiKey(os.environ[KEY_VARIABLE]), key_source=f"${KEY_VARIABLE}")
         fatal: RunFatal | None = None
         async with pacer.running(), MessagesClient(endpoint, concurrency=8) as client:
-            engine = Engine(client, Limits(max_concurrency=8), retry=QUICK)
+            engine = Pool(client, Limits(max_concurrency=8), retry=QUICK, check=False)
             engine.pacer = pacer  # type: ignore[assignment]  # the cluster's pacing
             if gate is not None:
                 await gate.arrive.remote()
             try:
-                await engine.run(make_calls(count, start=start), sink, check=False)
+                await run_through(engine, make_calls(count, start=start), sink)
             except RunFatal as exc:
                 fatal = exc
         return {

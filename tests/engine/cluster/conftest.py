@@ -33,6 +33,7 @@ NODE_ARGS: dict[str, Any] = {
 class RunningCluster:
     cluster: Any  # ray.cluster_utils.Cluster
     workers: tuple[str, ...]  # the worker nodes' ids
+    node_args: dict[str, Any]  # how a node of it starts (to add one)
 
     def on(self, node: str) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -64,7 +65,7 @@ def cluster() -> Iterator[RunningCluster]:
         workers = tuple(cluster.add_node(**NODE_ARGS).node_id for _ in range(2))
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
-        yield RunningCluster(cluster, workers)
+        yield RunningCluster(cluster, workers, NODE_ARGS)
     finally:
         ray.shutdown()
         cluster.shutdown()

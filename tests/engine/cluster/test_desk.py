@@ -11,9 +11,10 @@ import anyio.lowlevel
 import pytest
 
 from pipeline.core.errors import LimiterLost
-from pipeline.core.limits import Limits, Reservation, Sleep
+from pipeline.core.limits import Limits, Sleep
 from pipeline.engine.cluster.desk import Cooldown, Event, Lease, LeaseDesk, Observed, Settled
 from pipeline.engine.cluster.pacer import ClusterPacer
+from pipeline.engine.pacer import Reservation
 from tests.conftest import FakeClock
 
 
