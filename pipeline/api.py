@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -31,10 +31,15 @@ if TYPE_CHECKING:
     from pipeline.config.endpoint import Endpoint
     from pipeline.config.spec import Job
     from pipeline.core.defaults import ModelSet
+    from pipeline.engine.cluster.executor import EngineFactory
     from pipeline.output.report import Tally
     from pipeline.run.runner import RunControl, RunOutcome
 
 log = logging.getLogger("pipeline.run")
+
+# Where a run's calls are made: this process (the online pool or Message Batches), or the
+# nodes of a Ray cluster (pipeline.engine.cluster).
+Executor = Literal["local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -112,21 +117,52 @@ async def run_job_async(
     force: bool = False,
     max_duration_s: float | None = None,
     wait: bool = False,
+    executor: Executor = "local",
+    address: str | None = None,
 ) -> RunOutcome:
     """Run ``job`` to the end (or to ``max_duration_s``: it then stops as
     ``--max-duration`` does, and a later run continues). ``simulate``: against a local
     simulator with the job's limits, as ``--simulate`` (no key, no cost). ``on_progress`` is
     called every ``progress_every_s`` seconds and once at the end. ``force``: answer every
     document again, ignoring the finished ones. ``wait``: wait for another run of the same
-    job to finish instead of raising ``RunBusy``."""
+    job to finish instead of raising ``RunBusy``. ``executor="ray"``: the calls are made from
+    the nodes of the Ray cluster at ``address`` (none: Ray started on this machine) under one
+    limiter for the cluster, as ``--executor ray``."""
     from pipeline.run.runner import RunControl
 
     display = _Callback(on_progress, progress_every_s) if on_progress else None
-    control = RunControl(force=force, max_duration_s=max_duration_s, wait=wait, display=display)
+    control = RunControl(
+        force=force,
+        max_duration_s=max_duration_s,
+        wait=wait,
+        display=display,
+        engine=executor_engine(executor, address, simulated=simulate),
+    )
     outcome = await execute(job, control, simulate="gateway" if simulate else None)
     if display is not None:
         display.last()
     return outcome
+
+
+def executor_engine(
+    executor: Executor, address: str | None, *, simulated: bool
+) -> EngineFactory | None:
+    """What makes the run's engine: None for the job's own (``local``), or the Ray cluster's
+    (``ray``, at ``address``). ``ConfigError`` for an executor there is not, or no Ray."""
+    from pipeline.core.errors import ConfigError
+
+    if executor == "local":
+        if address is not None:
+            raise ConfigError("--address is the Ray cluster's: give it with --executor ray")
+        return None
+    if executor != "ray":
+        raise ConfigError(f"executor: local or ray, not {executor!r}")
+    from pipeline.engine.cluster import require_ray
+
+    require_ray()
+    from pipeline.engine.cluster.executor import cluster_engine
+
+    return cluster_engine(address, simulated=simulated)
 
 
 async def execute(job: Job, control: RunControl, *, simulate: ModelSet | None = None) -> RunOutcome:
@@ -171,6 +207,8 @@ def run_job(
     force: bool = False,
     max_duration_s: float | None = None,
     wait: bool = False,
+    executor: Executor = "local",
+    address: str | None = None,
 ) -> RunOutcome:
     """``run_job_async`` for code that is not async (a scheduler's task, a script)."""
     run = functools.partial(
@@ -182,6 +220,8 @@ def run_job(
         force=force,
         max_duration_s=max_duration_s,
         wait=wait,
+        executor=executor,
+        address=address,
     )
     outcome: RunOutcome = anyio.run(run)
     return outcome

@@ -77,7 +77,28 @@ def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="if another run of this job is active, wait for it instead of exiting 75",
     )
+    _add_groups(run)
+
+
+def _add_groups(run: argparse.ArgumentParser) -> None:
+    _add_executor(run)
     _add_progress(run)
+
+
+def _add_executor(run: argparse.ArgumentParser) -> None:
+    where = run.add_argument_group("where the calls are made")
+    where.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: make the calls from every node of a Ray cluster, under one rate limiter "
+        "for the cluster (the ray extra; the key must be in each node's environment)",
+    )
+    where.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="with --executor ray: the cluster's head (default: start Ray on this machine)",
+    )
 
 
 def _add_progress(run: argparse.ArgumentParser) -> None:
@@ -123,7 +144,7 @@ def run_job_command(args: argparse.Namespace) -> int:
 def _run(job: Job, args: argparse.Namespace, display: Display | None) -> RunOutcome:
     import anyio
 
-    from pipeline.api import execute
+    from pipeline.api import execute, executor_engine
     from pipeline.run.runner import RunControl
 
     control = RunControl(
@@ -132,6 +153,7 @@ def _run(job: Job, args: argparse.Namespace, display: Display | None) -> RunOutc
         max_duration_s=args.max_duration,
         wait=args.wait,
         display=display,
+        engine=executor_engine(args.executor, args.address, simulated=args.simulate),
     )
     simulate = args.simulate_models if args.simulate else None
     outcome: RunOutcome = anyio.run(functools.partial(execute, job, control, simulate=simulate))

@@ -56,6 +56,7 @@ class JobRun:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.job, self.client, self.store, self.tally = job, client, store, tally
         self.settings = settings_hash(job.answer_settings())
@@ -65,7 +66,7 @@ class JobRun:
         self.reused = 0  # documents finished by an earlier run
         self.rows = Rows(job, kept_columns)
         self.reader = Reader(job, store, tally, self.settings)
-        self.engine = make_engine(job, client, store, self.settings, retry, clock, sleep)
+        self.engine = engine or make_engine(job, client, store, self.settings, retry, clock, sleep)
         self.context = Context(
             job,
             self.engine,

@@ -21,6 +21,7 @@ from pipeline.config.spec import Job
 from pipeline.core.defaults import CONCURRENCY
 from pipeline.core.errors import RunBusy, first_pipeline_error
 from pipeline.core.limits import Clock, Sleep
+from pipeline.engine.base import Engine
 from pipeline.engine.client import MessagesClient
 from pipeline.output.progress import Display
 from pipeline.output.report import Tally
@@ -59,6 +60,9 @@ class RunControl:
     started: Callable[[], None] | None = None
     clock: Clock | None = None
     sleep: Sleep | None = None
+    # Makes the run's engine in place of the job's own (the online pool or Message Batches):
+    # ``--executor ray`` gives ``pipeline.engine.cluster.executor.cluster_engine``'s.
+    engine: Callable[[Job, Endpoint], Engine] | None = None
 
 
 async def _open_store(job: Job, control: RunControl) -> ResultStore:
@@ -108,6 +112,7 @@ async def run_job(
                 chunk_tokens=chunk_tokens,
                 clock=control.clock,
                 sleep=control.sleep,
+                engine=control.engine(job, endpoint) if control.engine else None,
             )
             try:
                 async with anyio.create_task_group() as group:

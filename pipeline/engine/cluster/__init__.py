@@ -9,5 +9,21 @@ waiting in that process at once is asked for in one round trip, and what the req
 
 If the actor is gone, every caller stops with ``LimiterLost``: no call is sent without it.
 
-Nothing here imports Ray but ``limiter`` and ``pacer``; Ray is the optional ``ray`` extra.
+Ray is the optional ``ray`` extra: ``desk`` and ``pacer`` do without it; the front doors call
+``require_ray`` before they import the rest.
 """
+
+from __future__ import annotations
+
+import importlib.util
+
+from pipeline.core.errors import ConfigError
+
+
+def require_ray() -> None:
+    """A ``ConfigError`` saying how to install Ray, if it is not installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "--executor ray needs Ray here and on every node of the cluster: "
+            "pip install -c requirements-lock.txt -e '.[ray]'"
+        )

@@ -11,11 +11,12 @@ they reach the driver as themselves, not wrapped in Ray's.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
 
-from pipeline.config.endpoint import resolve_endpoint
+from pipeline.config.endpoint import ApiKey, Endpoint, resolve_endpoint
+from pipeline.core.defaults import CONCURRENCY, SIMULATOR_API_KEY
 from pipeline.core.errors import NotSent, PipelineError, RunFatal
 from pipeline.core.limits import Limits
 from pipeline.core.models import Call, CallResult
@@ -32,12 +33,24 @@ class CallerSpec:
 
     base_url: str
     key_variable: str | None  # the job's key variable (None: the usual ones, in order)
-    concurrency: int  # calls one caller makes at once; the limiter caps the cluster's sum
-    retry: RetryPolicy
+    simulated: bool = False  # a simulator's: its public key, not one from the environment
+    concurrency: int = CONCURRENCY  # one caller's at once; the limiter caps the cluster's sum
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     stream: bool = False
     model: str | None = None
     check: bool = True
     allow_insecure: bool = False
+
+
+def _endpoint(spec: CallerSpec) -> Endpoint:
+    """The endpoint with this process's key (``ConfigError`` naming the variable if unset)."""
+    if spec.simulated:
+        return Endpoint(spec.base_url, ApiKey(SIMULATOR_API_KEY), key_source="the simulator")
+    return resolve_endpoint(
+        base_url=spec.base_url,
+        key_variable=spec.key_variable,
+        allow_insecure=spec.allow_insecure,
+    )
 
 
 class Caller:
@@ -52,11 +65,7 @@ class Caller:
         """The client and the pacer's background work, open until ``close``."""
         spec = self._spec
         try:
-            endpoint = resolve_endpoint(
-                base_url=spec.base_url,
-                key_variable=spec.key_variable,
-                allow_insecure=spec.allow_insecure,
-            )
+            endpoint = _endpoint(spec)
             async with (
                 MessagesClient(endpoint, concurrency=spec.concurrency) as client,
                 self._pacer.running(),

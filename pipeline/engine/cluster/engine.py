@@ -30,7 +30,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.core.errors import CallersLost, NotSent, PipelineError, RunFatal
+from pipeline.core.errors import CallersLost, ConfigError, NotSent, PipelineError, RunFatal
 from pipeline.core.models import Call, CallResult
 from pipeline.engine.base import Counts, RunTotals
 from pipeline.engine.cluster.caller import Caller, CallerSpec
@@ -95,6 +95,12 @@ class RayEngine:
             self._seats.append(_Seat(handle, node))
         for seat in self._seats:
             started, error = await seat.handle.start.remote()
+            if isinstance(error, ConfigError):  # no key there: say where, and how to fix it
+                raise ConfigError(
+                    f"on the cluster's node {started}: {error.message} Start Ray on every "
+                    "node with the key in its environment (KEY=... ray start ...): the key "
+                    "is never sent through Ray."
+                )
             self._raise(error)
             seat.node = started
 

@@ -31,7 +31,7 @@ from tests.engine.test_pool import make_calls
 QUICK = RetryPolicy(initial_wait_s=0.01, max_wait_s=0.05)
 # The key reaches the callers the way the README says it should: in the environment of the
 # processes that make calls (set where the nodes start), never through Ray.
-KEY_VARIABLE = "PIPELINE_CLUSTER_TEST_KEY"
+KEY_VARIABLE = "CLUSTER_TEST_API_KEY"
 
 
 class Gate:
