@@ -2,7 +2,7 @@
 
 ``cluster_engine(address, limiter=...)`` returns what ``RunControl.engine`` takes: given the
 job and its endpoint, it connects to the cluster (``address``; none: a Ray started on this
-machine, on 127.0.0.1), joins the limiter of the organisation's tier (by default named after
+machine for the run), joins the limiter of the organisation's tier (by default named after
 the endpoint's host: every job sending to the same host through the same cluster shares it)
 and returns a ``RayEngine``. The key goes nowhere: each caller reads it from its own
 environment, under the variable the endpoint was found by.
@@ -31,11 +31,11 @@ EngineFactory = Callable[[Job, Endpoint], Engine]
 
 
 def connect(address: str | None) -> None:
-    """Join the cluster at ``address`` (or start Ray here, on loopback), once a process."""
+    """Join the cluster at ``address`` (or start Ray on this machine), once a process."""
     if ray.is_initialized():
         return
     if address is None:
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        ray.init(include_dashboard=False, log_to_driver=False)
     else:
         ray.init(address=address, log_to_driver=False)
     log.info("connected to the Ray cluster at %s", address or "this machine")
