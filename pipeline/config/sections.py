@@ -85,6 +85,7 @@ class InputsSpec(_Section):
     max_file_bytes: Annotated[int, Field(ge=1, le=2_000_000_000)] = 50_000_000
     mode: Literal["text", "attach"] = "text"
     scans: Literal["error", "attach"] = "error"
+    pdf_text: Literal["pypdf", "pdfium"] = "pypdf"  # the library that reads PDFs' text
     code: bool = False
     # Table inputs (pipeline.readers.tables): each row of a CSV/TSV/JSONL/Parquet is a document.
     text_column: str | None = None

@@ -37,5 +37,6 @@ def input_options(job: Job) -> InputOptions:
         max_file_bytes=inputs.max_file_bytes,
         mode=inputs.mode,
         scans=inputs.scans,
+        pdf_text=inputs.pdf_text,
         code=inputs.code,
     )

@@ -10,6 +10,7 @@ from pipeline.core.errors import ConfigError
 
 Mode = Literal["text", "attach"]
 Scans = Literal["error", "attach"]
+PdfTextName = Literal["pypdf", "pdfium"]  # which library reads a PDF's text (inputs.pdf_text)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class InputOptions:
     urls: tuple[str, ...] = ()  # inputs in object storage: s3://bucket/prefix (readers.remote)
     table: TableOptions | None = None  # rows of tables are the documents (readers.tables)
     scans: Scans = "error"  # attach: a PDF without a text layer goes as a document, not an error
+    pdf_text: PdfTextName = "pypdf"  # pdfium: PDFs' text by PDFium (readers.pdfium)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
@@ -71,6 +73,10 @@ class InputOptions:
             raise ConfigError(f'inputs.mode must be "text" or "attach" (got {self.mode!r})')
         if self.scans not in ("error", "attach"):
             raise ConfigError(f'inputs.scans must be "error" or "attach" (got {self.scans!r})')
+        if self.pdf_text not in ("pypdf", "pdfium"):
+            raise ConfigError(
+                f'inputs.pdf_text must be "pypdf" or "pdfium" (got {self.pdf_text!r})'
+            )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """PDFs with pypdf: text page by page (page numbers kept), or parts for the model to read.
 
+``pdfium`` reads the text with PDFium instead (``inputs.pdf_text = "pdfium"``), with the same
+rows for the same troubles: it uses ``PageTexts``, ``broken``, ``needs_password``,
+``too_many_pages``, ``over_budget`` and ``no_text`` from here.
+
 pypdf may raise anything on a damaged file, so every call into it sits behind one broad
 ``except`` that becomes ``Unreadable``. What pypdf logs while repairing a file becomes the
 document's notes instead of lines on the user's terminal (see ``_PypdfNotes``).
@@ -113,7 +117,7 @@ def _pages_note(numbers: list[int], what: str) -> str:
     return f"pages {_page_list(numbers)} {what}"
 
 
-def _broken(label: str, exc: BaseException) -> Unreadable:
+def broken(label: str, exc: BaseException) -> Unreadable:
     reason = str(exc).strip() or type(exc).__name__
     return Unreadable(
         f"{label} is not a readable PDF ({reason}): it may be truncated or damaged; "
@@ -121,9 +125,23 @@ def _broken(label: str, exc: BaseException) -> Unreadable:
     )
 
 
-def _too_many_pages(label: str, count: int, max_pages: int) -> TooLarge:
+def too_many_pages(label: str, count: int, max_pages: int) -> TooLarge:
     return TooLarge(
         f"{label} has {count:,} pages, over the {max_pages:,} one PDF may have; " + _SPLIT_IT
+    )
+
+
+def needs_password(label: str) -> EncryptedDocument:
+    return EncryptedDocument(
+        f"{label} is encrypted and needs a password; save a copy without the "
+        "password (e.g. qpdf --decrypt --password=... in.pdf out.pdf) and read that"
+    )
+
+
+def over_budget(label: str, budget_s: float, done: int, pages: int) -> TooLarge:
+    return TooLarge(
+        f"{label}: reading its text took over {budget_s:,.0f} s ({done:,} of "
+        f"{pages:,} pages read), too long for one file; " + _SPLIT_IT
     )
 
 
@@ -133,10 +151,7 @@ def _open(data: bytes, label: str, notes: list[str]) -> PdfReader:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             if not reader.decrypt(""):
-                raise EncryptedDocument(
-                    f"{label} is encrypted and needs a password; save a copy without the "
-                    "password (e.g. qpdf --decrypt --password=... in.pdf out.pdf) and read that"
-                )
+                raise needs_password(label)
             notes.append("PDF opened with the empty password")
         return reader
     except EncryptedDocument:
@@ -147,7 +162,7 @@ def _open(data: bytes, label: str, notes: list[str]) -> PdfReader:
             "package: pip install cryptography, or save a copy without encryption"
         ) from exc
     except Exception as exc:
-        raise _broken(label, exc) from exc
+        raise broken(label, exc) from exc
 
 
 def read_text(
@@ -167,27 +182,24 @@ def read_text(
         try:
             pages = list(reader.pages)
         except Exception as exc:
-            raise _broken(label, exc) from exc
+            raise broken(label, exc) from exc
         if len(pages) > max_pages:
-            raise _too_many_pages(label, len(pages), max_pages)
-        texts = _PageTexts()
+            raise too_many_pages(label, len(pages), max_pages)
+        texts = PageTexts()
         started = clock()
         for number, page in enumerate(pages, start=1):
             if clock() - started > budget_s:
-                raise TooLarge(
-                    f"{label}: reading its text took over {budget_s:,.0f} s ({number - 1:,} of "
-                    f"{len(pages):,} pages read), too long for one file; " + _SPLIT_IT
-                )
+                raise over_budget(label, budget_s, number - 1, len(pages))
             texts.add(number, page)
     notes.extend(texts.notes())
     notes.extend(_summarise(logged))
     if texts.sections:
         return tuple(texts.sections), tuple(notes)
-    raise _no_text(label, len(pages), len(texts.failed))
+    raise no_text(label, len(pages), len(texts.failed))
 
 
 @dataclass
-class _PageTexts:
+class PageTexts:
     """The text of a PDF's pages as they are read, and which pages had none."""
 
     sections: list[Section] = field(default_factory=list)
@@ -199,6 +211,12 @@ class _PageTexts:
         try:
             text = page.extract_text()
         except Exception:
+            text = None
+        self.add_text(number, text)
+
+    def add_text(self, number: int, text: str | None) -> None:
+        """A page's text as the extractor gave it; ``None``: the page could not be read."""
+        if text is None:
             self.failed.append(number)
             return
         if _SURROGATE.search(text):
@@ -226,7 +244,7 @@ class _PageTexts:
         return notes
 
 
-def _no_text(label: str, pages: int, failed: int) -> EmptyDocument | Unreadable:
+def no_text(label: str, pages: int, failed: int) -> EmptyDocument | Unreadable:
     """The error for a PDF none of whose pages gave text."""
     if not pages:
         return EmptyDocument(f"{label} has no pages")
@@ -260,7 +278,7 @@ def attachments(
             if count == 0:
                 raise EmptyDocument(f"{label} has no pages")
             if count > max_total_pages:
-                raise _too_many_pages(label, count, max_total_pages)
+                raise too_many_pages(label, count, max_total_pages)
             if not reader.is_encrypted and count <= max_pages and len(data) <= max_bytes:
                 parts = [Attachment("application/pdf", data, (1, count))]
             else:
@@ -268,7 +286,7 @@ def attachments(
         except (EmptyDocument, TooLarge):
             raise
         except Exception as exc:
-            raise _broken(label, exc) from exc
+            raise broken(label, exc) from exc
     if reader.is_encrypted:
         notes.append("sent decrypted")
     if len(parts) > 1:
@@ -323,5 +341,5 @@ def pages_pdf(data: bytes, label: str, leave_out: set[int]) -> tuple[bytes, list
             out = io.BytesIO()
             writer.write(out)
         except Exception as exc:
-            raise _broken(label, exc) from exc
+            raise broken(label, exc) from exc
     return out.getvalue(), numbers

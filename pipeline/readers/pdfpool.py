@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline.core.errors import InputProblem, TooLarge, Unreadable
 from pipeline.core.models import Section
+from pipeline.readers.options import PdfTextName
 
 TIME_LIMIT_S = 120.0  # as pdf.TEXT_BUDGET_S: the worker's own check, between pages, comes first
 _GRACE_S = 2.0  # past the limit, for the worker's own (gentler) stop to arrive
@@ -53,6 +54,17 @@ def pypdf_text(data: bytes, label: str, budget_s: float) -> PdfText:
     from pipeline.readers import pdf
 
     return pdf.read_text(data, label, budget_s=budget_s)
+
+
+def pdfium_text(data: bytes, label: str, budget_s: float) -> PdfText:
+    """``inputs.pdf_text = "pdfium"``, run in the worker: ``pdfium.read_text``."""
+    from pipeline.readers import pdfium
+
+    return pdfium.read_text(data, label, budget_s=budget_s)
+
+
+# What a worker runs for each ``inputs.pdf_text``.
+EXTRACTORS: dict[PdfTextName, Extract] = {"pypdf": pypdf_text, "pdfium": pdfium_text}
 
 
 def _orphaned(parent: int, every_s: float = 1.0) -> None:

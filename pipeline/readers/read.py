@@ -141,7 +141,8 @@ def read_document(
 ) -> Document:
     """Read one file. Raises ``InputProblem`` subclasses, never anything else on bad input.
     ``pdf_text(data, label)`` extracts a PDF's text (a run passes its ``PdfTextPool``'s
-    ``read_text``); by default ``pdf.read_text``, in this thread."""
+    ``read_text``); by default ``inputs.pdf_text``'s reader (``pdf`` or ``pdfium``), in this
+    thread."""
     label, name = candidate.source, candidate.path.name
     found = _format_of(candidate, options)
     data = _fetch(candidate, options, found)
@@ -218,7 +219,7 @@ def _read_pdf(
     """A PDF's text sections (text mode) or attachments (attach mode), notes, and how many
     pages go as a document because they have no text layer (``inputs.scans = "attach"``:
     decided here, after the text extraction reported none). ``pdf_text`` extracts the text
-    (a run's ``PdfTextPool``); by default ``pdf.read_text``, in this thread."""
+    (a run's ``PdfTextPool``); by default ``inputs.pdf_text``'s reader, in this thread."""
     from pipeline.readers import pdf  # pypdf: only when a PDF is read
 
     if options.mode == "attach":
@@ -227,7 +228,7 @@ def _read_pdf(
         attachments, notes = pdf.attachments(data, label)
         return (), attachments, notes, 0
     try:
-        sections, notes = (pdf_text or pdf.read_text)(data, label)
+        sections, notes = (pdf_text or _text_reader(options))(data, label)
     except EmptyDocument:  # no text layer (or no pages: attachments says so again)
         if options.scans != "attach":
             raise
@@ -244,6 +245,17 @@ def _read_pdf(
     if attachments and options.skip_secrets:
         _scan_attached(data, label, name, pdf_text=False)
     return sections, attachments, (*notes, *more), scanned
+
+
+def _text_reader(options: InputOptions) -> PdfTextReader:
+    """``inputs.pdf_text``'s ``read_text``, in this thread."""
+    if options.pdf_text == "pdfium":
+        from pipeline.readers import pdfium  # PDFium: only when chosen and a PDF is read
+
+        return pdfium.read_text
+    from pipeline.readers import pdf
+
+    return pdf.read_text
 
 
 def _scan_attached(data: bytes, label: str, name: str, *, pdf_text: bool) -> None:

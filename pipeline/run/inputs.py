@@ -22,7 +22,7 @@ from pipeline.output.report import Tally
 from pipeline.readers import Candidate, InputOptions, read_document
 from pipeline.readers.formats import lookup
 from pipeline.readers.job import input_options
-from pipeline.readers.pdfpool import PdfTextPool
+from pipeline.readers.pdfpool import EXTRACTORS, PdfTextPool
 from pipeline.readers.read import PdfTextReader
 from pipeline.readers.sources import find, read_items
 from pipeline.state.store import ResultStore, document_key
@@ -44,7 +44,7 @@ class Reader:
 
     async def read_all(self, out: Out) -> None:
         found = iter(find(self.options))
-        with PdfTextPool() as pool:  # its workers start with the first PDF
+        with PdfTextPool(extract=EXTRACTORS[self.options.pdf_text]) as pool:  # on the 1st PDF
             await self._read_found(found, pool, out)
 
     async def _read_found(

@@ -1,7 +1,11 @@
-"""PDFs: text per page, encryption, damage of every kind, pypdf's log, and parts for the model."""
+"""PDFs: text per page, encryption, damage of every kind, pypdf's log, and parts for the model.
+
+The text cases run for both extractors (``inputs.pdf_text``: pypdf and PDFium); where they
+differ on a damaged file, the test says how."""
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -26,6 +30,7 @@ from pipeline.readers import pdf as pdf_reader
 from tests.readers.support import encrypted, make_samples, options, page_count, pdf_bytes, write
 
 THREE_PAGES = pdf_bytes(["Page one text.", "Page two text.", "Page three text."])
+EXTRACTORS = pytest.mark.parametrize("pdf_text", ["pypdf", "pdfium"])
 
 
 def read(tmp_path: Path, data: bytes, name: str = "doc.pdf", **kwargs: object) -> Document:
@@ -33,10 +38,15 @@ def read(tmp_path: Path, data: bytes, name: str = "doc.pdf", **kwargs: object) -
     return read_document(Candidate(path, name), options(tmp_path, **kwargs))  # type: ignore[arg-type]
 
 
-def attempt(tmp_path: Path, data: bytes, name: str = "doc.pdf") -> Document | InputProblem:
+_read = read
+
+
+def attempt(
+    tmp_path: Path, data: bytes, name: str = "doc.pdf", pdf_text: str = "pypdf"
+) -> Document | InputProblem:
     """The document, or the problem read_document raised: anything else escapes the test."""
     try:
-        return read(tmp_path, data, name)
+        return read(tmp_path, data, name, pdf_text=pdf_text)
     except InputProblem as problem:
         return problem
 
@@ -62,8 +72,9 @@ def with_broken_xref(data: bytes) -> bytes:
 # ---- text ----------------------------------------------------------------------------------
 
 
-def test_text_per_page_with_page_numbers(tmp_path: Path) -> None:
-    document = read(tmp_path, THREE_PAGES)
+@EXTRACTORS
+def test_text_per_page_with_page_numbers(tmp_path: Path, pdf_text: str) -> None:
+    document = read(tmp_path, THREE_PAGES, pdf_text=pdf_text)
     assert document.kind == "pdf"
     assert [(s.page, s.text) for s in document.sections] == [
         (1, "Page one text."),
@@ -74,21 +85,31 @@ def test_text_per_page_with_page_numbers(tmp_path: Path) -> None:
     assert document.attachments == ()
 
 
-def test_pages_without_text_are_noted(tmp_path: Path) -> None:
-    document = read(tmp_path, pdf_bytes(["one", None, None, "four", None, "six"]))
+@EXTRACTORS
+def test_pages_without_text_are_noted(tmp_path: Path, pdf_text: str) -> None:
+    document = read(
+        tmp_path, pdf_bytes(["one", None, None, "four", None, "six"]), pdf_text=pdf_text
+    )
     assert [s.page for s in document.sections] == [1, 4, 6]
     assert document.notes == ("pages 2-3, 5 have no text",)
-    assert read(tmp_path, pdf_bytes(["one", None])).notes == ("page 2 has no text",)
+    assert read(tmp_path, pdf_bytes(["one", None]), pdf_text=pdf_text).notes == (
+        "page 2 has no text",
+    )
 
 
-def test_a_pdf_without_text_says_to_attach_scans(tmp_path: Path) -> None:
+@EXTRACTORS
+def test_a_pdf_without_text_says_to_attach_scans(tmp_path: Path, pdf_text: str) -> None:
     with pytest.raises(
         EmptyDocument, match=r'scan\.pdf has no extractable text .*inputs\.scans = "attach"'
     ):
-        read(tmp_path, pdf_bytes([None, None]), "scan.pdf")
+        read(tmp_path, pdf_bytes([None, None]), "scan.pdf", pdf_text=pdf_text)
 
 
-def test_with_scans_attached_a_pdf_without_text_becomes_a_document(tmp_path: Path) -> None:
+@EXTRACTORS
+def test_with_scans_attached_a_pdf_without_text_becomes_a_document(
+    tmp_path: Path, pdf_text: str
+) -> None:
+    read = functools.partial(_read, pdf_text=pdf_text)
     scan = read(tmp_path, pdf_bytes([None, None]), "scan.pdf", scans="attach")
     assert (scan.sections, scan.scanned_pages) == ((), 2)
     [part] = scan.attachments
@@ -105,28 +126,38 @@ def test_with_scans_attached_a_pdf_without_text_becomes_a_document(tmp_path: Pat
         read(tmp_path, pdf_bytes([]), "none.pdf", scans="attach")
 
 
-def test_a_pdf_with_no_pages_is_empty(tmp_path: Path) -> None:
-    with pytest.raises(EmptyDocument, match="has no pages"):
-        read(tmp_path, pdf_bytes([]))
+@EXTRACTORS
+def test_a_pdf_with_no_pages_is_empty(tmp_path: Path, pdf_text: str) -> None:
+    with pytest.raises(EmptyDocument, match=r"doc\.pdf has no pages"):
+        read(tmp_path, pdf_bytes([]), pdf_text=pdf_text)
 
 
-def test_non_ascii_text_survives(tmp_path: Path) -> None:
-    document = read(tmp_path, pdf_bytes(["Größe: 3 €, café déjà vu"]))
+@EXTRACTORS
+def test_non_ascii_text_survives(tmp_path: Path, pdf_text: str) -> None:
+    document = read(tmp_path, pdf_bytes(["Größe: 3 €, café déjà vu"]), pdf_text=pdf_text)
     assert document.text == "Größe: 3 €, café déjà vu"
 
 
-def test_a_pdf_with_the_empty_user_password_is_opened_and_noted(tmp_path: Path) -> None:
-    document = read(tmp_path, encrypted(THREE_PAGES, "", owner_password="owner"))
+@EXTRACTORS
+def test_a_pdf_with_the_empty_user_password_is_opened_and_noted(
+    tmp_path: Path, pdf_text: str
+) -> None:
+    data = encrypted(THREE_PAGES, "", owner_password="owner")
+    document = read(tmp_path, data, pdf_text=pdf_text)
     assert document.sections[0].text == "Page one text."
     assert "PDF opened with the empty password" in document.notes
 
 
-def test_a_pdf_that_needs_a_password_is_an_encrypted_document(tmp_path: Path) -> None:
+@EXTRACTORS
+def test_a_pdf_that_needs_a_password_is_an_encrypted_document(
+    tmp_path: Path, pdf_text: str
+) -> None:
     with pytest.raises(EncryptedDocument, match=r"locked\.pdf is encrypted and needs a password"):
-        read(tmp_path, encrypted(THREE_PAGES, "secret"), "locked.pdf")
+        read(tmp_path, encrypted(THREE_PAGES, "secret"), "locked.pdf", pdf_text=pdf_text)
 
 
-def test_aes_encryption_is_reported_not_crashed_on(tmp_path: Path) -> None:
+@EXTRACTORS
+def test_aes_encryption_is_reported_not_crashed_on(tmp_path: Path, pdf_text: str) -> None:
     # An AES-256 (R6) encryption dictionary: without the cryptography package pypdf cannot even
     # check a password, and says so with a DependencyError.
     aes = (
@@ -138,14 +169,16 @@ def test_aes_encryption_is_reported_not_crashed_on(tmp_path: Path) -> None:
     )
     data = THREE_PAGES.replace(b"/Root 1 0 R", b"/Root 1 0 R " + aes)
     with pytest.raises(EncryptedDocument, match=r"aes\.pdf is encrypted"):
-        read(tmp_path, data, "aes.pdf")
+        read(tmp_path, data, "aes.pdf", pdf_text=pdf_text)
 
 
+@EXTRACTORS
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
-def test_a_truncated_pdf_is_unreadable(tmp_path: Path, keep: float) -> None:
+def test_a_truncated_pdf_is_unreadable(tmp_path: Path, keep: float, pdf_text: str) -> None:
     data = pdf_bytes(["x" * 500] * 5)
-    result = attempt(tmp_path, data[: int(len(data) * keep)], "cut.pdf")
+    result = attempt(tmp_path, data[: int(len(data) * keep)], "cut.pdf", pdf_text)
     if isinstance(result, Document):  # pypdf rebuilt what it could: then it says so
+        assert pdf_text == "pypdf"
         assert any(note.startswith("pypdf:") for note in result.notes)
     else:
         assert isinstance(result, Unreadable)
@@ -153,9 +186,10 @@ def test_a_truncated_pdf_is_unreadable(tmp_path: Path, keep: float) -> None:
         assert "truncated or damaged" in result.message
 
 
-def test_bytes_that_are_not_a_pdf_are_unreadable(tmp_path: Path) -> None:
+@EXTRACTORS
+def test_bytes_that_are_not_a_pdf_are_unreadable(tmp_path: Path, pdf_text: str) -> None:
     with pytest.raises(Unreadable, match=r"fake\.pdf is not a readable PDF"):
-        read(tmp_path, b"Just text pretending to be a PDF.\n", "fake.pdf")
+        read(tmp_path, b"Just text pretending to be a PDF.\n", "fake.pdf", pdf_text=pdf_text)
 
 
 def test_a_page_tree_loop_is_unreadable(tmp_path: Path) -> None:
@@ -164,10 +198,28 @@ def test_a_page_tree_loop_is_unreadable(tmp_path: Path) -> None:
         read(tmp_path, data)
 
 
+def test_pdfium_reads_the_pages_around_a_page_tree_loop_and_says_what_it_left_out(
+    tmp_path: Path,
+) -> None:
+    data = THREE_PAGES.replace(b"[4 0 R 6 0 R 8 0 R]", b"[4 0 R 2 0 R 8 0 R]")
+    document = read(tmp_path, data, pdf_text="pdfium")
+    assert [s.text for s in document.sections] == ["Page one text.", "Page three text."]
+    assert document.notes == ("page 3 could not be read; left out",)  # PDFium's numbering
+    nothing = THREE_PAGES.replace(b"[4 0 R 6 0 R 8 0 R]", b"[2 0 R 2 0 R 2 0 R]")
+    with pytest.raises(Unreadable, match=r"doc\.pdf: no page of its 3 could be read"):
+        read(tmp_path, nothing, pdf_text="pdfium")
+
+
 def test_deep_nesting_is_unreadable_not_a_recursion_crash(tmp_path: Path) -> None:
     data = THREE_PAGES.replace(b"/Type /Catalog", b"/Type /Catalog /X " + b"[" * 5000 + b"]" * 5000)
     with pytest.raises(Unreadable):
         read(tmp_path, data)
+    assert read(tmp_path, data, pdf_text="pdfium").text.endswith("Page three text.")
+
+
+def test_pdfium_line_ends_become_newlines(tmp_path: Path) -> None:
+    document = read(tmp_path, pdf_bytes(["First line.\nSecond line."]), pdf_text="pdfium")
+    assert document.text == "First line.\nSecond line."  # PDFium gives "\r\n"
 
 
 def test_a_page_that_cannot_be_decoded_is_left_out_and_noted(tmp_path: Path) -> None:
@@ -229,11 +281,12 @@ def test_pypdf_notes_stay_with_the_document_their_thread_read(tmp_path: Path) ->
 @example(cut=0)
 @example(cut=len(THREE_PAGES) // 2)
 @example(cut=len(THREE_PAGES))
-def test_any_truncation_is_a_document_or_a_problem(tmp_path: Path, cut: int) -> None:
+@EXTRACTORS
+def test_any_truncation_is_a_document_or_a_problem(tmp_path: Path, cut: int, pdf_text: str) -> None:
     """Any prefix of the file is the document it still holds (only its own pages' text,
     never bytes of the file read as text) or a problem that names the file; nothing else
     escapes (``attempt`` lets any other exception through)."""
-    result = attempt(tmp_path, THREE_PAGES[:cut])
+    result = attempt(tmp_path, THREE_PAGES[:cut], pdf_text=pdf_text)
     if isinstance(result, Document):
         assert result.kind == "pdf"
         assert set(result.text.split()) <= {"Page", "one", "two", "three", "text."}
@@ -255,13 +308,14 @@ def test_any_truncation_is_a_document_or_a_problem(tmp_path: Path, cut: int) -> 
         max_size=6,
     )
 )
+@EXTRACTORS
 def test_any_corruption_is_a_document_or_a_problem(
-    tmp_path: Path, edits: list[tuple[int, bytes]]
+    tmp_path: Path, edits: list[tuple[int, bytes]], pdf_text: str
 ) -> None:
     data = bytearray(THREE_PAGES)
     for at, replacement in edits:
         data[at : at + len(replacement)] = replacement
-    result = attempt(tmp_path, bytes(data), "mangled.pdf")
+    result = attempt(tmp_path, bytes(data), "mangled.pdf", pdf_text)
     if isinstance(result, InputProblem):
         assert "mangled.pdf" in result.message
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ from pipeline.core.errors import (
     Unreadable,
 )
 from pipeline.core.models import Document
-from pipeline.readers import Candidate, discover, read_document
+from pipeline.readers import Candidate, discover, pdfium, read_document
 from pipeline.readers import pdf as pdf_reader
 from pipeline.shaping.chunking import split
 from pipeline.shaping.prompts import placeholders, render, request_params
@@ -250,42 +251,56 @@ def test_a_decompression_bomb_is_stopped_by_pypdfs_limits(tmp_path: Path) -> Non
     assert_actionable(problem, "bomb.pdf", "could be read", "repair it")
 
 
-def test_a_text_map_to_lone_surrogates_becomes_replacement_characters(tmp_path: Path) -> None:
-    document = read_as(tmp_path, "odd.pdf", support.lone_surrogate_pdf())
+@pytest.mark.parametrize("pdf_text", ["pypdf", "pdfium"])
+def test_a_text_map_to_lone_surrogates_becomes_replacement_characters(
+    tmp_path: Path, pdf_text: str
+) -> None:
+    document = read_as(tmp_path, "odd.pdf", support.lone_surrogate_pdf(), pdf_text=pdf_text)
     assert isinstance(document, Document)
     assert document.text == "\ufffdyz and more te\ufffdt"  # each x
     assert document.notes[0] == "page 1 had characters with no Unicode value, replaced with U+FFFD"
     assert request_bytes(document, tmp_path)  # was: UnicodeEncodeError, and the run died
 
 
-@pytest.mark.parametrize("mode", ["text", "attach"])
+@pytest.mark.parametrize(
+    ("mode", "pdf_text"), [("text", "pypdf"), ("text", "pdfium"), ("attach", "pypdf")]
+)
 def test_a_pdf_over_the_page_limit_is_refused_before_any_page_is_read(
-    tmp_path: Path, mode: str
+    tmp_path: Path, mode: str, pdf_text: str
 ) -> None:
-    problem = read_as(tmp_path, "tome.pdf", support.pages_pdf(pdf_reader.MAX_PAGES + 1), mode=mode)
+    tome = support.pages_pdf(pdf_reader.MAX_PAGES + 1)
+    problem = read_as(tmp_path, "tome.pdf", tome, mode=mode, pdf_text=pdf_text)
     assert isinstance(problem, TooLarge)
     assert_actionable(problem, "tome.pdf", "5,001 pages, over the 5,000", "qpdf --split-pages")
 
 
-def test_the_page_limit_counts_pages_not_bytes() -> None:
+# The text readers of both inputs.pdf_text choices.
+TEXT_READERS = pytest.mark.parametrize("reader", [pdf_reader, pdfium], ids=["pypdf", "pdfium"])
+
+
+@TEXT_READERS
+def test_the_page_limit_counts_pages_not_bytes(reader: ModuleType) -> None:
     four = support.pages_pdf(4)
     with pytest.raises(TooLarge, match="4 pages, over the 3"):
-        pdf_reader.read_text(four, "four.pdf", max_pages=3)
+        reader.read_text(four, "four.pdf", max_pages=3)
     with pytest.raises(TooLarge, match="4 pages, over the 3"):
         pdf_reader.attachments(four, "four.pdf", max_total_pages=3)
-    sections, _ = pdf_reader.read_text(four, "four.pdf", max_pages=4)
+    sections, _ = reader.read_text(four, "four.pdf", max_pages=4)
     assert len(sections) == 4
 
 
-def test_reading_a_slow_pdf_stops_at_the_time_budget(fake_clock: FakeClock) -> None:
+@TEXT_READERS
+def test_reading_a_slow_pdf_stops_at_the_time_budget(
+    fake_clock: FakeClock, reader: ModuleType
+) -> None:
     def slow_pages() -> float:  # every page "takes" 50 s
         fake_clock.advance(50)
         return fake_clock()
 
     with pytest.raises(TooLarge) as caught:
-        pdf_reader.read_text(TEN_PAGES, "slow.pdf", clock=slow_pages)
+        reader.read_text(TEN_PAGES, "slow.pdf", clock=slow_pages)
     assert_actionable(caught.value, "slow.pdf", "took over 120 s (2 of 10 pages read)", "split")
-    sections, _ = pdf_reader.read_text(TEN_PAGES, "fast.pdf", clock=fake_clock)  # time stands
+    sections, _ = reader.read_text(TEN_PAGES, "fast.pdf", clock=fake_clock)  # time stands
     assert len(sections) == 10
 
 
