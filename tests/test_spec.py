@@ -207,3 +207,11 @@ def test_prices_default_to_the_list_price_and_a_job_can_set_its_own() -> None:
         minimal(model={"name": "gateway-model"}, pricing={"input_per_mtok": 1})
     )
     assert "pricing.output_per_mtok" in problem(minimal(pricing={"output_per_mtok": -1}))
+
+
+def test_the_pdf_text_extractor_is_a_choice_named_in_its_error() -> None:
+    assert parse_spec(minimal(), base_dir=Path("/jobs"), name="t").spec.inputs.pdf_text == "pypdf"
+    job = parse_spec(minimal(inputs={"pdf_text": "pdfium"}), base_dir=Path("/jobs"), name="t")
+    assert job.spec.inputs.pdf_text == "pdfium"
+    message = problem(minimal(inputs={"pdf_text": "mupdf"}))
+    assert "inputs.pdf_text: Input should be 'pypdf' or 'pdfium' (got 'mupdf')" in message

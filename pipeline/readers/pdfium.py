@@ -4,9 +4,11 @@ gives, page by page, with the same rows for the same troubles.
 PDFium is Chromium's PDF library, in C++: 3-16x pypdf's pages per CPU-second, with text at
 least as good on every producer ``bench.pdf_fidelity`` tries (docs/benchmarks.md). Its text
 is taken as PDFium gives it (ligatures such as ``ﬁ`` come out as ``fi``), with its ``\\r\\n``
-line ends made ``\\n``. Where it differs from pypdf: a page PDFium cannot load (a page tree
-that loops, say) is left out and noted, where pypdf refuses the whole file; it writes no
-warnings, so there are no ``pypdf:`` notes.
+line ends made ``\\n``, and the U+FFFE it puts for a hyphen that ends a line made that hyphen
+and line end again (as pypdf gives them; U+FFFE is a noncharacter). A character with no
+Unicode value becomes U+FFFD and a note, as with pypdf. Where it differs from pypdf: a page
+PDFium cannot load (a page tree that loops, say) is left out and noted, where pypdf refuses
+the whole file; it writes no warnings, so there are no ``pypdf:`` notes.
 
 PDFium is not thread-safe: one lock serialises it within a process. A run reads PDFs in
 ``pdfpool``'s worker processes (one file each at a time), which also contain a crash of the
@@ -36,6 +38,7 @@ from pipeline.readers.pdf import (
 )
 
 _lock = threading.Lock()
+_LINE_END_HYPHEN = "\ufffe"  # PDFium's mark for a hyphen that ends a line
 
 
 def read_text(
@@ -100,4 +103,4 @@ def _page_text(document: pypdfium2.PdfDocument, index: int) -> str | None:
             page.close()
     except Exception:  # a page PDFium cannot load: left out, and noted
         return None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace(_LINE_END_HYPHEN, "-\n")

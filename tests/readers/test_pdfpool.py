@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.errors import EncryptedDocument, TooLarge, Unreadable
-from pipeline.readers import Candidate, read_document
+from pipeline.core.errors import EmptyDocument, EncryptedDocument, TooLarge, Unreadable
+from pipeline.readers import Candidate, pdfium, read_document
 from pipeline.readers import pdf as pdf_reader
-from pipeline.readers.pdfpool import PdfTextPool
+from pipeline.readers.pdfpool import EXTRACTORS, PdfTextPool
 from tests.readers import hostile_extractors
 from tests.readers.support import encrypted, options, pdf_bytes, write
 
@@ -36,6 +36,17 @@ def test_the_text_is_what_the_thread_reads(tmp_path: Path) -> None:
         assert pool.workers == 0  # started on first use
         assert pool.read_text(PAGES, "a.pdf") == pdf_reader.read_text(PAGES, "a.pdf")
         assert pool.workers == 1
+
+
+def test_the_pdfium_extractor_runs_in_the_workers(tmp_path: Path) -> None:
+    with PdfTextPool(1, extract=EXTRACTORS["pdfium"]) as pool:
+        assert pool.read_text(PAGES, "a.pdf") == pdfium.read_text(PAGES, "a.pdf")
+        with pytest.raises(EncryptedDocument, match="needs a password"):
+            pool.read_text(encrypted(PAGES, "secret"), "locked.pdf")
+        with pytest.raises(Unreadable, match=r"broken\.pdf is not a readable PDF"):
+            pool.read_text(b"%PDF-1.4 not really", "broken.pdf")
+        with pytest.raises(EmptyDocument, match=r"scan\.pdf has no extractable text"):
+            pool.read_text(pdf_bytes([None]), "scan.pdf")
 
 
 def test_problems_come_back_as_themselves(tmp_path: Path) -> None:

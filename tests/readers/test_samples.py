@@ -9,7 +9,8 @@ import pytest
 from pypdf import PdfReader
 
 from pipeline.core.errors import InputProblem
-from pipeline.readers import InputOptions, discover, read_document
+from pipeline.readers import InputOptions, discover, pdf, pdfium, read_document
+from pipeline.readers.options import PdfTextName
 from tests.readers.support import SAMPLE_DATA, make_samples, pdf_bytes
 
 DOCS = SAMPLE_DATA / "docs"
@@ -61,8 +62,9 @@ def test_the_readme_names_every_sample() -> None:
         assert Path(name).name in readme, name
 
 
-def test_the_docs_read_as_documented() -> None:
-    assert outcomes(InputOptions(paths=(DOCS,))) == {
+@pytest.mark.parametrize("pdf_text", ["pypdf", "pdfium"])
+def test_the_docs_read_as_documented(pdf_text: PdfTextName) -> None:
+    assert outcomes(InputOptions(paths=(DOCS,), pdf_text=pdf_text)) == {
         "broken.pdf": "Unreadable",
         "encrypted.pdf": "EncryptedDocument",
         "meeting-minutes.pdf": "pdf:",
@@ -88,6 +90,14 @@ def test_the_sample_pdfs_have_their_pages_and_the_legacy_note() -> None:
     french = read_document(_candidate(options, "notes/compte-rendu-fr.txt"), options)
     assert french.notes == ()
     assert "Dubœuf" in french.text
+
+
+def test_pdfium_gives_the_sample_pdfs_the_text_pypdf_does() -> None:
+    """Page for page, to the character: a hyphen that ends a line (quarterly-report.pdf, page 2:
+    "self-" / "service"), which PDFium marks with the noncharacter U+FFFE, included."""
+    for name in ("quarterly-report.pdf", "research-note.pdf", "meeting-minutes.pdf"):
+        data = (DOCS / name).read_bytes()
+        assert pdfium.read_text(data, name) == pdf.read_text(data, name), name
 
 
 def test_the_docs_in_attach_mode() -> None:
