@@ -25,9 +25,13 @@ Measured: wall time and CPU time (this process's ``time.process_time``; for the 
 pools, the workers' too).
 Rounds run in rotated order; the table gives medians.
 
-Backends: pages/s of pypdf (``pipeline.readers.pdf.read_text``) beside pypdfium2 and PyMuPDF
-when importable (``pip install pypdfium2 pymupdf``; neither is a dependency), 1 thread, from
-bytes in memory, text of every page.
+``--pdf-text pypdf,pdfium`` reads each corpus both ways with each extractor
+(``inputs.pdf_text``), rows in the same rotation, so the two are measured beside each other.
+
+Backends: pages/s of pypdf (``pipeline.readers.pdf.read_text``) beside PDFium as the pipeline
+reads it (``pipeline.readers.pdfium.read_text``, pypdfium2) and PyMuPDF when importable
+(``pip install pymupdf``; not a dependency), 1 thread, from bytes in memory, text of every
+page.
 
 The API side: the Pro tier allows 200 requests and 400,000 tokens (input + output) a
 minute. Spent on input alone, that is 400,000 / 60 / (tokens per page) pages a second at
@@ -68,7 +72,9 @@ from pipeline.core.limits import TIERS
 from pipeline.core.models import Document
 from pipeline.readers import Candidate, InputOptions, discover, read_document
 from pipeline.readers import pdf as pdf_reader
-from pipeline.readers.pdfpool import PdfTextPool
+from pipeline.readers import pdfium as pdfium_reader
+from pipeline.readers.options import PdfTextName
+from pipeline.readers.pdfpool import EXTRACTORS, PdfTextPool
 from pipeline.run.inputs import READ_THREADS
 from pipeline.shaping.tokens import estimate_text
 from pipeline.simulator import count_text
@@ -225,7 +231,7 @@ def _proc_cpu(pid: int) -> float:
 
 def read_runner(candidates: Sequence[Candidate], options: InputOptions) -> Read:
     """As the runner reads: ``READ_THREADS`` + a thread per core, PDFs through the pool."""
-    with PdfTextPool() as pool:
+    with PdfTextPool(extract=EXTRACTORS[options.pdf_text]) as pool:
         warm = _make_samples().pdf_bytes(["warm"])
         with ThreadPoolExecutor(pool.size) as threads:  # one file each: every worker starts
             list(threads.map(lambda n: pool.read_text(warm, f"warm-{n}.pdf"), range(pool.size)))
@@ -275,8 +281,8 @@ def read_processes(candidates: Sequence[Candidate], options: InputOptions, proce
     return Read([d for d, _, _ in results], Timed(wall, own + workers))
 
 
-def read(corpus: Corpus, mode: str) -> Read:
-    options = InputOptions(paths=(corpus.root,))
+def read(corpus: Corpus, mode: str, pdf_text: PdfTextName = "pypdf") -> Read:
+    options = InputOptions(paths=(corpus.root,), pdf_text=pdf_text)
     if mode == MODES[0]:
         return read_sequential(corpus.candidates, options)
     if mode == MODES[1]:
@@ -305,27 +311,9 @@ def _pypdf(data: bytes) -> list[str]:
     return [s.text for s in sections]
 
 
-def _pypdfium2() -> Callable[[bytes], list[str]] | None:
-    try:
-        import pypdfium2  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return None
-
-    def extract(data: bytes) -> list[str]:
-        document = pypdfium2.PdfDocument(data)
-        try:
-            texts = []
-            for index in range(len(document)):
-                page = document[index]
-                textpage = page.get_textpage()
-                texts.append(textpage.get_text_range())
-                textpage.close()
-                page.close()
-            return texts
-        finally:
-            document.close()
-
-    return extract
+def _pdfium(data: bytes) -> list[str]:
+    sections, _notes = pdfium_reader.read_text(data, "bench.pdf")
+    return [s.text for s in sections]
 
 
 def _pymupdf() -> Callable[[bytes], list[str]] | None:
@@ -344,7 +332,7 @@ def _pymupdf() -> Callable[[bytes], list[str]] | None:
 def backends() -> list[tuple[str, Callable[[bytes], list[str]] | None]]:
     return [
         (f"pypdf {pypdf.__version__} (ours)", _pypdf),
-        (_version_name("pypdfium2"), _pypdfium2()),
+        (f'{_version_name("pypdfium2")} (ours, inputs.pdf_text = "pdfium")', _pdfium),
         (_version_name("pymupdf", "PyMuPDF"), _pymupdf()),
     ]
 
@@ -383,7 +371,12 @@ def time_backend(
 class Row:
     corpus: Corpus
     mode: str
+    pdf_text: PdfTextName = "pypdf"
     runs: list[Timed] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.mode if self.pdf_text == "pypdf" else f"{self.mode}, {self.pdf_text}"
 
     def median(self, value: Callable[[Timed], float]) -> float:
         return statistics.median(value(t) for t in self.runs)
@@ -399,9 +392,9 @@ def format_reading(rows: Sequence[Row]) -> str:
         "| CPU s / MB | CPU busy (cores) | wall vs 1 thread |"
     )
     lines = [header, table.separator(header)]
-    single = {r.corpus.name: r for r in rows if r.mode == MODES[0]}
+    single = {(r.corpus.name, r.pdf_text): r for r in rows if r.mode == MODES[0]}
     for row in rows:
-        corpus, base = row.corpus, single[row.corpus.name]
+        corpus, base = row.corpus, single[row.corpus.name, row.pdf_text]
         pdf = corpus.is_pdf
         megabytes = corpus.size_bytes / 1e6
         speedup = [b.wall_s / t.wall_s for t, b in zip(row.runs, base.runs, strict=True)]
@@ -410,7 +403,7 @@ def format_reading(rows: Sequence[Row]) -> str:
             f"{len(corpus.candidates):,}",
             f"{corpus.pages:,}" if pdf else "-",
             f"{megabytes:.1f}",
-            row.mode,
+            row.label,
             f"{_med(corpus.pages / t.wall_s for t in row.runs):,.0f}" if pdf else "-",
             f"{_med(megabytes / t.wall_s for t in row.runs):.1f}",
             f"{_med(t.cpu_s / corpus.pages * 1000 for t in row.runs):.2f}" if pdf else "-",
@@ -476,7 +469,11 @@ def format_demand(rows: Sequence[Row], demands: Sequence[Demand]) -> str:
     )
     lines = [header, table.separator(header)]
     for d in demands:
-        row = next(r for r in rows if r.corpus.name == d.corpus and r.mode == MODES[0])
+        row = next(
+            r
+            for r in rows
+            if r.corpus.name == d.corpus and r.mode == MODES[0] and r.pdf_text == "pypdf"
+        )
         corpus = row.corpus
         if corpus.is_pdf:
             unit, units = "page", float(corpus.pages)
@@ -526,7 +523,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", action="store_true", help=f"add the {THREADS_MODE} rows (before issue 15)"
     )
+    parser.add_argument(
+        "--pdf-text",
+        default="pypdf",
+        help="the PDF extractors to read with, comma-separated: pypdf, pdfium (pypdf)",
+    )
     return parser.parse_args(argv)
+
+
+def _extractors(names: str) -> tuple[PdfTextName, ...]:
+    chosen: list[PdfTextName] = []
+    for name in names.split(","):
+        if name not in EXTRACTORS:
+            raise SystemExit(f"--pdf-text: {name!r} is not one of {', '.join(EXTRACTORS)}")
+        chosen.append(name)
+    return tuple(chosen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,18 +572,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         modes = (*MODES, THREADS_MODE) if args.threads else MODES
-        rows = [Row(corpus, mode) for corpus in corpora for mode in modes]
+        extractors = _extractors(args.pdf_text)
+        rows = [
+            Row(corpus, mode, pdf_text)
+            for corpus in corpora
+            for pdf_text in (extractors if corpus.is_pdf else ("pypdf",))
+            for mode in modes
+        ]
         documents: dict[str, list[Document]] = {}
         for round_number in range(rounds):
             shift = round_number * len(rows) // rounds
             for row in rows[shift:] + rows[:shift]:
-                result = read(row.corpus, row.mode)
+                result = read(row.corpus, row.mode, row.pdf_text)
                 check(row.corpus, result.documents)
                 documents.setdefault(row.corpus.name, result.documents)
                 row.runs.append(result.timed)
                 t = result.timed
                 print(
-                    f"# round {round_number + 1}: {row.corpus.name:15} {row.mode:12} "
+                    f"# round {round_number + 1}: {row.corpus.name:15} {row.label:20} "
                     f"{t.wall_s:6.2f} s wall, {t.cpu_s:6.2f} s CPU",
                     file=sys.stderr,
                     flush=True,

@@ -16,7 +16,8 @@ into PDFs by several producers, each with what is installed or pip-installable h
 
 A producer whose tool is missing is left out (and says so). Each PDF is read by pypdf as the
 pipeline reads it (``pdf.read_text``), by pypdf with fontTools hidden from it (what it did
-before fontTools became a dependency), and by pypdfium2 when importable. Measured against
+before fontTools became a dependency), and by PDFium as the pipeline reads it
+(``pipeline.readers.pdfium.read_text``, ``inputs.pdf_text = "pdfium"``). Measured against
 the known words (lowercased, letters and digits only):
 
 - chars recovered: the share of the known text's letters and digits found in the output
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import table
-from bench.extraction import _make_samples, _pypdfium2
+from bench.extraction import _make_samples, _pdfium
 from bench.rate_use import document_text
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -171,9 +172,7 @@ def extractors() -> dict[str, Callable[[bytes], str]]:
         "pypdf (as the pipeline reads)": pypdf_text,
         "pypdf without fontTools": lambda data: pypdf_text(data, fonttools=False),
     }
-    pdfium = _pypdfium2()
-    if pdfium is not None:
-        found["pypdfium2"] = lambda data: "\n".join(pdfium(data))
+    found["pdfium (as the pipeline reads)"] = lambda data: "\n".join(_pdfium(data))
     return found
 
 
