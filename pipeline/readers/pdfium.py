@@ -1,7 +1,7 @@
 """PDF text with PDFium (pypdfium2), for ``inputs.pdf_text = "pdfium"``: what ``pdf.read_text``
 gives, page by page, with the same rows for the same troubles.
 
-PDFium is Chromium's PDF library, in C++: 3-16x pypdf's pages per CPU-second, with text at
+PDFium is Chromium's PDF library, in C++: 3.5-21x pypdf's pages per CPU-second, with text at
 least as good on every producer ``bench.pdf_fidelity`` tries (docs/benchmarks.md). Its text
 is taken as PDFium gives it (ligatures such as ``ﬁ`` come out as ``fi``), with its ``\\r\\n``
 line ends made ``\\n``, and the U+FFFE it puts for a hyphen that ends a line made that hyphen
