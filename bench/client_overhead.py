@@ -217,7 +217,7 @@ async def run_ours_engine(
         meter.start()
         await run_calls(engine, work, sink)
         timed = meter.stop()
-    _check(failed == 0 and engine.attempts == len(items))
+    _check(failed == 0 and engine.totals().attempts == len(items))
     return timed
 
 

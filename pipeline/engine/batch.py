@@ -112,14 +112,6 @@ class BatchEngine:
         self._last_arrival = 0.0
         self._scope = anyio.CancelScope()
 
-    @property
-    def attempts(self) -> int:
-        return self.counts.attempts
-
-    @property
-    def errors(self) -> dict[str, int]:
-        return dict(self.counts.errors)
-
     def base_of(self, call: Call) -> str:
         body = json.dumps(call.params, sort_keys=True, separators=(",", ":"), default=str)
         digest = hashlib.sha256(f"{self.settings}|{call.key}|{body}".encode())

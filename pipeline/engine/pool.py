@@ -102,14 +102,6 @@ class Pool:
         self._leader_taken = False
         self._first_done = anyio.Event()
 
-    @property
-    def attempts(self) -> int:
-        return self.counts.attempts
-
-    @property
-    def errors(self) -> dict[str, int]:
-        return dict(self.counts.errors)
-
     async def _attempt(self, call: Call, attempts: list[Attempt]) -> Reply:
         async with self._slots:
             reservation = await self.pacer.acquire(call.input_tokens)

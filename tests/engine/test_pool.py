@@ -128,7 +128,7 @@ async def test_mid_stream_errors_and_slow_replies_are_retried(
         server, Limits(max_concurrency=12), retry=QUICK, stream=True, read_timeout_s=0.5
     ) as engine:
         results = await run_all(engine, calls)
-        kinds = dict(engine.errors)
+        kinds = engine.totals().errors
     assert all(r.ok for r in results)
     assert kinds.get("overloaded", 0) == server.stats()["faults"]["stream_error"] > 0
     assert kinds.get("reply_timed_out", 0) == server.stats()["faults"]["slow"] > 0

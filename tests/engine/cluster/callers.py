@@ -77,7 +77,7 @@ def run_calls(
             "node": ray.get_runtime_context().get_node_id(),
             "succeeded": sum(r.ok for r in results),
             "failed": sum(not r.ok for r in results),
-            "errors": dict(engine.errors),
+            "errors": engine.totals().errors,
             "leases": pacer.leases,
             "fatal": None if fatal is None else [fatal.kind, str(fatal)],
         }
