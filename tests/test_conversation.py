@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ from pipeline.run.plan import as_dict, make_plan, render
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Batches, Latency, SimulatorConfig, SimulatorServer
 from tests.conftest import StartSimulator, wait_for_stats
-from tests.test_interrupts import stored_calls
+from tests.test_interrupts import start_run, stored_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 BRIEF = ROOT / "jobs" / "brief.toml"
@@ -204,19 +201,6 @@ def test_a_failed_turn_keeps_the_answers_before_it_and_is_asked_again_alone(
     assert server.stats()["served"]["total"] == served + 2
 
 
-def start_brief(server: SimulatorServer, docs: Path, out: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["MEGALLM_API_KEY"] = server.api_key
-    command = [sys.executable, "-m", "pipeline", "run", str(BRIEF), str(docs)]
-    command += ["--output", str(out), "--base-url", server.url]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    assert process.stderr.readline().startswith("pipeline: running")
-    return process
-
-
 def test_a_killed_conversation_resumes_at_its_first_unanswered_turn(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
@@ -225,7 +209,7 @@ def test_a_killed_conversation_resumes_at_its_first_unanswered_turn(
     docs.mkdir()
     (docs / "lease.txt").write_text(CLAUSE * 150, encoding="utf-8")
     state = out.with_name("out.state.sqlite")
-    process = start_brief(server, docs, out)
+    process = start_run(server.url, server.api_key, docs, out, job=BRIEF)
     # The summary and the risks are answered and stored; the third turn is not.
     wait_for_stats(server, lambda _: stored_calls(state) >= 2, process=process)
     assert process.poll() is None, "the run ended before the kill: the test proved nothing"
@@ -234,7 +218,7 @@ def test_a_killed_conversation_resumes_at_its_first_unanswered_turn(
     assert stored_calls(state) == 2
     before = wait_for_stats(server, lambda stats: stats["in_flight"] == 0)["by_endpoint"]
 
-    process = start_brief(server, docs, out)
+    process = start_run(server.url, server.api_key, docs, out, job=BRIEF)
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 0, errors[-4_000:]
     after = server.stats()["by_endpoint"]

@@ -20,6 +20,7 @@ from pipeline.state.store import finished_keys
 from tests.conftest import StartSimulator, wait_for_stats
 
 ROOT = Path(__file__).resolve().parent.parent
+SUMMARIZE = ROOT / "jobs" / "summarize.toml"
 DOCUMENTS = 30
 
 
@@ -33,12 +34,15 @@ def make_docs(folder: Path, count: int = DOCUMENTS) -> Path:
     return folder
 
 
-def start_run(url: str, key: str, docs: Path, out: Path, *options: str) -> subprocess.Popen[str]:
+def start_run(
+    url: str, key: str, docs: Path, out: Path, *options: str, job: Path = SUMMARIZE
+) -> subprocess.Popen[str]:
+    """``pipeline run JOB DOCS`` against ``url`` in a subprocess, once it has started."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["MEGALLM_API_KEY"] = key
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "pipeline", "run", "jobs/summarize.toml", str(docs),
+            sys.executable, "-m", "pipeline", "run", str(job), str(docs),
             "--output", str(out), "--base-url", url, *options,
         ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -3,10 +3,7 @@ order, each request carrying the answer so far; a killed run resumed mid-way."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +11,16 @@ import polars as pl
 
 from pipeline.config.load import load_job
 from pipeline.run.plan import make_plan
-from pipeline.simulator import Latency, SimulatorConfig, SimulatorServer
+from pipeline.simulator import Latency, SimulatorConfig
 from pipeline.simulator.replies import request_digest
 from tests.conftest import StartSimulator, wait_for_stats
 from tests.test_conversation import Recording, run, text_of
-from tests.test_interrupts import stored_calls
+from tests.test_interrupts import start_run, stored_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARIZE = ROOT / "jobs" / "summarize.toml"
 REFINE = ['chunking.strategy="refine"', "chunking.max_chunk_tokens=1000"]
+SET_REFINE = [option for override in REFINE for option in ("--set", override)]
 
 
 def transcript(folder: Path) -> Path:
@@ -76,28 +74,13 @@ def test_each_part_carries_the_answer_so_far(
     assert plan.refine_carried_max >= (len(bodies) - 1) * job.spec.model.max_tokens
 
 
-def start_refine(server: SimulatorServer, docs: Path, out: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["MEGALLM_API_KEY"] = server.api_key
-    command = [sys.executable, "-m", "pipeline", "run", str(SUMMARIZE), str(docs)]
-    command += ["--output", str(out), "--base-url", server.url]
-    for override in REFINE:
-        command += ["--set", override]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    assert process.stderr.readline().startswith("pipeline: running")
-    return process
-
-
 def test_a_killed_refine_run_resumes_at_the_first_unanswered_part(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
     server = start_simulator(SimulatorConfig(latency=Latency(fixed=0.2)))
     docs, out = transcript(tmp_path / "docs"), tmp_path / "out.parquet"
     state = out.with_name("out.state.sqlite")
-    process = start_refine(server, docs, out)
+    process = start_run(server.url, server.api_key, docs, out, *SET_REFINE)
     wait_for_stats(server, lambda _: stored_calls(state) >= 2, process=process)
     assert process.poll() is None, "the run ended before the kill: the test proved nothing"
     process.send_signal(signal.SIGKILL)
@@ -105,7 +88,7 @@ def test_a_killed_refine_run_resumes_at_the_first_unanswered_part(
     finished = stored_calls(state)
     before = wait_for_stats(server, lambda stats: stats["in_flight"] == 0)["by_endpoint"]
 
-    process = start_refine(server, docs, out)
+    process = start_run(server.url, server.api_key, docs, out, *SET_REFINE)
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 0, errors[-4_000:]
     [row] = pl.read_parquet(out).iter_rows(named=True)

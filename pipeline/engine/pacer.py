@@ -115,6 +115,10 @@ class Pacer:
             wait = max(wait, bucket.wait_for(needs.get(resource, 1e-9)))
         return wait
 
+    def ready(self, input_tokens: int) -> bool:
+        """Would ``acquire(input_tokens)`` return at once, with nobody waiting before it?"""
+        return not self._lock.locked() and self._wait(input_tokens) <= _NEGLIGIBLE_WAIT
+
     async def acquire(self, input_tokens: int) -> Reservation:
         """Wait until the limits allow one more request of ``input_tokens``; reserve it.
 

@@ -28,6 +28,7 @@ from pipeline.output.report import Tally
 from pipeline.run.finish import RunOutcome
 from pipeline.run.inputs import check_inputs
 from pipeline.run.job import JobRun
+from pipeline.shaping.repomap import map_for
 from pipeline.shaping.tokens import estimate_text
 from pipeline.state.store import ResultStore
 
@@ -90,6 +91,9 @@ async def run_job(
     control = control or RunControl()
     kept_columns = check_inputs(job)
     chunk_tokens = job.chunk_budget(estimate_text)  # a ConfigError before anything is made
+    # A review's repository map walks and parses the inputs: built here, in a worker thread,
+    # once (``map_for`` keeps it), not by the first request on the event loop.
+    await anyio.to_thread.run_sync(map_for, job)
     tally = Tally()
     concurrency = job.limits.max_concurrency or CONCURRENCY
     async with MessagesClient(endpoint, concurrency=concurrency, **client_options) as client:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import anyio
 
 from pipeline.core.limits import Clock, Limits, Sleep
-from pipeline.engine.pacer import _NEGLIGIBLE_WAIT, Pacer, Reservation
+from pipeline.engine.pacer import Pacer, Reservation
 
 log = logging.getLogger("pipeline.cluster")
 
@@ -69,14 +69,6 @@ class Cooldown:
 Event = Observed | Settled | Cooldown
 
 
-class LeasePacer(Pacer):
-    """The project's ``Pacer``, able to say whether a reservation would be granted now."""
-
-    def ready(self, input_tokens: int) -> bool:
-        """Would ``acquire(input_tokens)`` return at once, with nobody waiting before it?"""
-        return not self._lock.locked() and self._wait(input_tokens) <= _NEGLIGIBLE_WAIT
-
-
 @dataclass
 class _Holder:
     slots: int  # reservations granted and not yet settled
@@ -108,7 +100,7 @@ class LeaseDesk:
         holder_ttl_s: float = HOLDER_TTL_S,
     ) -> None:
         self.limits = limits
-        self.pacer = LeasePacer(limits, clock=clock, sleep=sleep)
+        self.pacer = Pacer(limits, clock=clock, sleep=sleep)
         self._clock = clock
         self._ttl = holder_ttl_s
         self._cap = limits.max_concurrency
