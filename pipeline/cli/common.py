@@ -10,7 +10,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from pipeline.config.endpoint import KEY_VARIABLES, Endpoint, resolve_endpoint
+from pipeline.config.endpoint import KEY_VARIABLES, Endpoint
 from pipeline.core import logs
 from pipeline.core.errors import Transient
 
@@ -67,11 +67,9 @@ def job_endpoint(job: Job) -> Endpoint | None:
     names = (spec.api_key_env, *KEY_VARIABLES) if spec.api_key_env else KEY_VARIABLES
     if not any(os.environ.get(name, "").strip() for name in names):
         return None
-    return resolve_endpoint(
-        base_url=spec.base_url,
-        key_variable=spec.api_key_env,
-        allow_insecure=spec.allow_insecure_http,
-    )
+    from pipeline.api import endpoint_for
+
+    return endpoint_for(job)
 
 
 def check_model(job: Job) -> str:
