@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pipeline.core.defaults import ModelSet
     from pipeline.engine.cluster.executor import EngineFactory
     from pipeline.output.report import Tally
+    from pipeline.run.inputs import ReadingFactory
     from pipeline.run.runner import RunControl, RunOutcome
 
 log = logging.getLogger("pipeline.run")
@@ -137,6 +138,7 @@ async def run_job_async(
         wait=wait,
         display=display,
         engine=executor_engine(executor, address, simulated=simulate),
+        reading=executor_reading(executor, address),
     )
     outcome = await execute(job, control, simulate="gateway" if simulate else None)
     if display is not None:
@@ -163,6 +165,16 @@ def executor_engine(
     from pipeline.engine.cluster.executor import cluster_engine
 
     return cluster_engine(address, simulated=simulated)
+
+
+def executor_reading(executor: Executor, address: str | None) -> ReadingFactory | None:
+    """Where the run's files are read: None for this process (``local``), or the Ray
+    cluster's tasks (``ray``, at ``address``); after ``executor_engine`` checked both."""
+    if executor != "ray":
+        return None
+    from pipeline.engine.cluster.executor import cluster_reading
+
+    return cluster_reading(address)
 
 
 async def execute(job: Job, control: RunControl, *, simulate: ModelSet | None = None) -> RunOutcome:

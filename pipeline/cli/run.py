@@ -144,7 +144,7 @@ def run_job_command(args: argparse.Namespace) -> int:
 def _run(job: Job, args: argparse.Namespace, display: Display | None) -> RunOutcome:
     import anyio
 
-    from pipeline.api import execute, executor_engine
+    from pipeline.api import execute, executor_engine, executor_reading
     from pipeline.run.runner import RunControl
 
     control = RunControl(
@@ -154,6 +154,7 @@ def _run(job: Job, args: argparse.Namespace, display: Display | None) -> RunOutc
         wait=args.wait,
         display=display,
         engine=executor_engine(args.executor, args.address, simulated=args.simulate),
+        reading=executor_reading(args.executor, args.address),
     )
     simulate = args.simulate_models if args.simulate else None
     outcome: RunOutcome = anyio.run(functools.partial(execute, job, control, simulate=simulate))

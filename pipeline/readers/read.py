@@ -136,6 +136,20 @@ def _read_until_nul(file: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def read_each(
+    candidates: list[Candidate], options: InputOptions, pdf_text: PdfTextReader | None
+) -> list[Document | tuple[str, InputProblem]]:
+    """Read each file, in this (worker) thread or process: its ``Document``, or its source and
+    what went wrong."""
+    items: list[Document | tuple[str, InputProblem]] = []
+    for candidate in candidates:
+        try:
+            items.append(read_document(candidate, options, pdf_text=pdf_text))
+        except InputProblem as problem:
+            items.append((candidate.source, problem))
+    return items
+
+
 def read_document(
     candidate: Candidate, options: InputOptions, *, pdf_text: PdfTextReader | None = None
 ) -> Document:

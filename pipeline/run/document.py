@@ -25,7 +25,7 @@ from pipeline.run.conversation import Failed
 from pipeline.run.record import Ledger
 from pipeline.run.refine import refine
 from pipeline.shaping.chunking import reduce_groups, split
-from pipeline.shaping.planner import PART_HEADER_TOKENS, Unit, first_round
+from pipeline.shaping.planner import PART_HEADER_TOKENS, FirstRound, Unit, first_round
 from pipeline.shaping.tokens import estimate_text
 from pipeline.state.store import document_key
 
@@ -34,12 +34,13 @@ log = logging.getLogger("pipeline.run")
 Answers = list[tuple[Part, Reply]]
 
 
-async def answer(document: Document, ctx: Context) -> None:
+async def answer(document: Document, ctx: Context, first: FirstRound | None = None) -> None:
     """Ask what the document needs, and keep its row(s): saved as finished if all are
     ``ok``, else as this run's output only. A document a stop interrupted leaves nothing
-    but its finished calls (stored: the next run does not pay for them again)."""
+    but its finished calls (stored: the next run does not pay for them again). ``first``:
+    its first round, planned where it was read (on a cluster); by default, planned here."""
     job = ctx.job
-    first = first_round(job, ctx.chunk_tokens, document)
+    first = first if first is not None else first_round(job, ctx.chunk_tokens, document)
     ledger = Ledger(document, first.chunk_count, time.time(), notes=list(first.notes))
     key = document_key(document.doc_id, ctx.settings)
     parts = [Part(unit.key, unit, job.template, first.final) for unit in first.units]

@@ -3,14 +3,20 @@
 ``Reader.read_all`` sends each ``Document`` (or ``(source, InputProblem)``) to the run as
 it is read; memory follows the run's capacity, not the corpus. An object in storage that is
 unchanged since a finished run (same ETag and size) is reused without downloading it.
+
+Discovery and those checks run here; the reading itself is a ``Reading``: this process's
+threads (``local_reading``, PDFs' text in a ``PdfTextPool``), or a cluster's tasks
+(``--executor ray``: ``pipeline.engine.cluster.reading``), which may plan each document's
+first round too (a ``Planned``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -19,24 +25,68 @@ from pipeline.config.spec import Job
 from pipeline.core.errors import InputProblem
 from pipeline.core.models import Document
 from pipeline.output.report import Tally
-from pipeline.readers import Candidate, InputOptions, read_document
+from pipeline.readers import Candidate, InputOptions
 from pipeline.readers.formats import lookup
 from pipeline.readers.job import input_options
 from pipeline.readers.pdfpool import EXTRACTORS, PdfTextPool
-from pipeline.readers.read import PdfTextReader
+from pipeline.readers.read import read_each
 from pipeline.readers.sources import find, read_items
+from pipeline.shaping.planner import Planned
 from pipeline.state.store import ResultStore, document_key
 
 READ_THREADS = 4
 DISCOVER_BATCH = 64
 READ_BATCH = 16  # files other than PDFs read per hand-off to a thread
 
-Item = Document | tuple[str, InputProblem]
+Item = Document | Planned | tuple[str, InputProblem]
 Out = ObjectSendStream[Item]
 
 
+class Reading(Protocol):
+    """Where files are read: ``slots`` batches at once, each by ``read``."""
+
+    slots: int
+
+    async def read(self, candidates: list[Candidate]) -> list[Item]: ...
+
+
+# Opens a run's reading for (job, its input options, the chunk budget if the reading may plan
+# each document's first round, else None); closing it stops what it started.
+ReadingFactory = Callable[[Job, InputOptions, int | None], AbstractContextManager[Reading]]
+
+
+class LocalReading:
+    """In this process's threads; PDFs' text in ``pool``'s worker processes."""
+
+    def __init__(self, options: InputOptions, pool: PdfTextPool) -> None:
+        self.slots = READ_THREADS + pool.size
+        self._options = options
+        self._pdf_text = pool.read_text if options.mode == "text" else None
+
+    async def read(self, candidates: list[Candidate]) -> list[Item]:
+        read = functools.partial(read_each, candidates, self._options, self._pdf_text)
+        return list(await anyio.to_thread.run_sync(read, abandon_on_cancel=True))
+
+
+@contextmanager
+def local_reading(job: Job, options: InputOptions, plan_tokens: int | None) -> Iterator[Reading]:
+    """The default reading; the documents' first rounds are planned by the run."""
+    with PdfTextPool(extract=EXTRACTORS[options.pdf_text]) as pool:  # on the 1st PDF
+        yield LocalReading(options, pool)
+
+
 class Reader:
-    def __init__(self, job: Job, store: ResultStore, tally: Tally, settings: str) -> None:
+    def __init__(
+        self,
+        job: Job,
+        store: ResultStore,
+        tally: Tally,
+        settings: str,
+        *,
+        reading: ReadingFactory | None = None,
+        plan_tokens: int | None = None,
+    ) -> None:
+        self.job, self.reading, self.plan_tokens = job, reading or local_reading, plan_tokens
         self.options = input_options(job)
         self.store, self.tally, self.settings = store, tally, settings
         self.reused = 0  # objects reused without downloading them
@@ -44,27 +94,24 @@ class Reader:
 
     async def read_all(self, out: Out) -> None:
         found = iter(find(self.options))
-        with PdfTextPool(extract=EXTRACTORS[self.options.pdf_text]) as pool:  # on the 1st PDF
-            await self._read_found(found, pool, out)
+        with self.reading(self.job, self.options, self.plan_tokens) as reading:
+            await self._read_found(found, reading, out)
 
     async def _read_found(
-        self, found: Iterator[Candidate | InputProblem], pool: PdfTextPool, out: Out
+        self, found: Iterator[Candidate | InputProblem], reading: Reading, out: Out
     ) -> None:
-        """Read what discovery finds: PDFs' text one file a thread, each waiting on a worker
-        process of ``pool``; other files ``READ_BATCH`` to a thread. Abandoned on cancel: a
-        stopped run does not wait for a read (the pool's workers die when it closes)."""
+        """Read what discovery finds: in text mode a PDF alone (locally, a thread waiting on
+        a worker process of the pool), other files ``READ_BATCH`` at once. Abandoned on
+        cancel: a stopped run does not wait for a read (what it started stops when the
+        reading closes)."""
         options = self.options
-        slots = anyio.Semaphore(READ_THREADS + pool.size)
-        pdf_text = pool.read_text if options.mode == "text" else None
+        slots = anyio.Semaphore(reading.slots)
 
         async def read(candidates: list[Candidate]) -> None:
             try:
-                items = await anyio.to_thread.run_sync(
-                    functools.partial(_read_many, candidates, options, pdf_text),
-                    abandon_on_cancel=True,
-                )
+                items = await reading.read(candidates)
                 for candidate, item in zip(candidates, items, strict=True):
-                    if isinstance(item, Document):
+                    if not isinstance(item, tuple):
                         self._remember(candidate, item)
                     await out.send(item)
             except anyio.BrokenResourceError:
@@ -86,7 +133,7 @@ class Reader:
                             return  # the run stopped taking documents
                     elif self._reuse_object(item):
                         continue
-                    elif pdf_text is not None and _is_pdf(item, options):
+                    elif options.mode == "text" and _is_pdf(item, options):
                         await slots.acquire()
                         group.start_soon(read, [item])
                     else:
@@ -126,7 +173,8 @@ class Reader:
         self.tally.reused += 1
         return True
 
-    def _remember(self, candidate: Candidate, document: Document) -> None:
+    def _remember(self, candidate: Candidate, item: Document | Planned) -> None:
+        document = item.document if isinstance(item, Planned) else item
         if candidate.url is not None and candidate.etag is not None:
             self.store.remember_object(
                 candidate.url, candidate.etag, candidate.size or 0, document.doc_id
@@ -143,19 +191,6 @@ async def _send(out: Out, item: Item) -> bool:
 
 def _is_pdf(candidate: Candidate, options: InputOptions) -> bool:
     return lookup(candidate.path.name, code=options.code).kind == "pdf"
-
-
-def _read_many(
-    candidates: list[Candidate], options: InputOptions, pdf_text: PdfTextReader | None
-) -> list[Item]:
-    """Read each file, in this (worker) thread: its ``Document``, or what went wrong."""
-    items: list[Item] = []
-    for candidate in candidates:
-        try:
-            items.append(read_document(candidate, options, pdf_text=pdf_text))
-        except InputProblem as problem:
-            items.append((candidate.source, problem))
-    return items
 
 
 def check_inputs(job: Job) -> dict[str, Any]:

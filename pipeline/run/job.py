@@ -32,9 +32,10 @@ from pipeline.run.budget import BudgetGuard
 from pipeline.run.context import Context
 from pipeline.run.document import answer
 from pipeline.run.finish import RunOutcome
-from pipeline.run.inputs import READ_THREADS, Item, Reader
+from pipeline.run.inputs import READ_THREADS, Item, Reader, ReadingFactory
 from pipeline.run.record import Rows
 from pipeline.run.review import review_tools, reviewed
+from pipeline.shaping.planner import FirstRound, Planned
 from pipeline.shaping.prompts import head_of, worth_caching
 from pipeline.state.store import ResultStore, document_key, settings_hash
 
@@ -57,6 +58,7 @@ class JobRun:
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         engine: Engine | None = None,
+        reading: ReadingFactory | None = None,
     ) -> None:
         self.job, self.client, self.store, self.tally = job, client, store, tally
         self.settings = settings_hash(job.answer_settings())
@@ -65,7 +67,6 @@ class JobRun:
         self.outcome: RunOutcome | None = None
         self.reused = 0  # documents finished by an earlier run
         self.rows = Rows(job, kept_columns)
-        self.reader = Reader(job, store, tally, self.settings)
         self.engine = engine or make_engine(job, client, store, self.settings, retry, clock, sleep)
         self.context = Context(
             job,
@@ -80,6 +81,12 @@ class JobRun:
             stop=self.stop,
             stopping=lambda: self.stopping,
             tools=review_tools(job),
+        )
+        # ``reading``: where the files are read (by default, here); it may plan the
+        # documents' first rounds too (not a review's: it asks with tools, in its own way)
+        plan_tokens = None if self.context.tools else chunk_tokens
+        self.reader = Reader(
+            job, store, tally, self.settings, reading=reading, plan_tokens=plan_tokens
         )
 
     @property
@@ -129,9 +136,12 @@ class JobRun:
         """A task per document read, about as many open at once as the engine can hold."""
         open_documents = anyio.Semaphore(self.engine.capacity)
 
-        async def answered(document: Document) -> None:
+        async def answered(document: Document, first: FirstRound | None) -> None:
             try:
-                await (reviewed if self.context.tools else answer)(document, self.context)
+                if self.context.tools:
+                    await reviewed(document, self.context)
+                else:
+                    await answer(document, self.context, first)
             finally:
                 open_documents.release()
 
@@ -141,12 +151,16 @@ class JobRun:
                     break
                 if isinstance(item, tuple):
                     self._problem(*item)
-                elif self.store.reuse(document_key(item.doc_id, self.settings), item.source):
+                    continue
+                document, first = (
+                    (item.document, item.first) if isinstance(item, Planned) else (item, None)
+                )
+                if self.store.reuse(document_key(document.doc_id, self.settings), document.source):
                     self.reused += 1
                     self.tally.reused += 1
                 else:
                     await open_documents.acquire()
-                    documents.start_soon(answered, item)
+                    documents.start_soon(answered, document, first)
 
     def _problem(self, source: str, problem: InputProblem) -> None:
         row = self.rows.problem(source, problem)

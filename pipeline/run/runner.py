@@ -26,7 +26,7 @@ from pipeline.engine.client import MessagesClient
 from pipeline.output.progress import Display
 from pipeline.output.report import Tally
 from pipeline.run.finish import RunOutcome
-from pipeline.run.inputs import check_inputs
+from pipeline.run.inputs import ReadingFactory, check_inputs
 from pipeline.run.job import JobRun
 from pipeline.shaping.repomap import map_for
 from pipeline.shaping.tokens import estimate_text
@@ -64,6 +64,9 @@ class RunControl:
     # Makes the run's engine in place of the job's own (the online pool or Message Batches):
     # ``--executor ray`` gives ``pipeline.engine.cluster.executor.cluster_engine``'s.
     engine: Callable[[Job, Endpoint], Engine] | None = None
+    # Where the files are read in place of this process (``run.inputs.local_reading``):
+    # ``--executor ray`` gives ``pipeline.engine.cluster.executor.cluster_reading``'s.
+    reading: ReadingFactory | None = None
 
 
 async def _open_store(job: Job, control: RunControl) -> ResultStore:
@@ -117,6 +120,7 @@ async def run_job(
                 clock=control.clock,
                 sleep=control.sleep,
                 engine=control.engine(job, endpoint) if control.engine else None,
+                reading=control.reading,
             )
             try:
                 async with anyio.create_task_group() as group:

@@ -43,6 +43,15 @@ class FirstRound:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A document read with its first round planned already, where it was read (a Ray
+    task on a cluster's node: the tokenizing of a big document is the CPU worth moving)."""
+
+    document: Document
+    first: FirstRound
+
+
 PART_HEADER_TOKENS = 12  # "--- Part 12 ---" and the joiner, per partial answer in a reduce
 # What {text} says for scanned pages (a PDF's pages without a text layer, sent as a document).
 SCAN_TEXT = "(these pages have no text layer: they are attached above)"

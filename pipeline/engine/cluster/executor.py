@@ -5,13 +5,16 @@ job and its endpoint, it connects to the cluster (``address``; none: a Ray start
 machine for the run), joins the limiter of the organisation's tier (by default named after
 the endpoint's host: every job sending to the same host through the same cluster shares it)
 and returns a ``RayEngine``. The key goes nowhere: each caller reads it from its own
-environment, under the variable the endpoint was found by.
+environment, under the variable the endpoint was found by. ``cluster_reading(address)``
+returns what ``RunControl.reading`` takes: the run's files read in tasks on the cluster
+(``pipeline.engine.cluster.reading``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import ray
 
@@ -23,11 +26,14 @@ from pipeline.engine.base import Engine
 from pipeline.engine.cluster.caller import CallerSpec
 from pipeline.engine.cluster.engine import RayEngine
 from pipeline.engine.cluster.limiter import connect_limiter
+from pipeline.engine.cluster.reading import RayReading
 from pipeline.engine.retry import RetryPolicy
+from pipeline.readers import InputOptions
 
 log = logging.getLogger("pipeline.cluster")
 
 EngineFactory = Callable[[Job, Endpoint], Engine]
+ReadingFactory = Callable[[Job, InputOptions, int | None], AbstractContextManager[RayReading]]
 
 
 def connect(address: str | None) -> None:
@@ -76,3 +82,20 @@ def cluster_engine(
         return RayEngine(caller_spec(job, endpoint, simulated=simulated), link)
 
     return make
+
+
+def cluster_reading(address: str | None = None) -> ReadingFactory:
+    """The ``RunControl.reading`` of a run on the Ray cluster at ``address``."""
+
+    @contextmanager
+    def open_reading(
+        job: Job, options: InputOptions, plan_tokens: int | None
+    ) -> Iterator[RayReading]:
+        connect(address)
+        reading = RayReading(job, options, plan_tokens)
+        try:
+            yield reading
+        finally:
+            reading.close()
+
+    return open_reading
