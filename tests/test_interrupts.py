@@ -35,11 +35,18 @@ def make_docs(folder: Path, count: int = DOCUMENTS) -> Path:
 
 
 def start_run(
-    url: str, key: str, docs: Path, out: Path, *options: str, job: Path = SUMMARIZE
+    url: str,
+    key: str,
+    docs: Path,
+    out: Path,
+    *options: str,
+    job: Path = SUMMARIZE,
+    key_variable: str = "MEGALLM_API_KEY",
 ) -> subprocess.Popen[str]:
-    """``pipeline run JOB DOCS`` against ``url`` in a subprocess, once it has started."""
+    """``pipeline run JOB DOCS`` against ``url`` in a subprocess, once it has started; the key
+    in ``key_variable`` (the job must name it if it is not one of the usual ones)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["MEGALLM_API_KEY"] = key
+    env[key_variable] = key
     process = subprocess.Popen(
         [
             sys.executable, "-m", "pipeline", "run", str(job), str(docs),
@@ -48,7 +55,9 @@ def start_run(
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stderr is not None
-    assert process.stderr.readline().startswith("pipeline: running")  # it has started
+    # It has started (a cluster run says first how it joined the cluster).
+    while not (line := process.stderr.readline()).startswith("pipeline: running"):
+        assert line, "the run ended before it started"
     return process
 
 

@@ -41,9 +41,9 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     else:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     log.info("connected to the Ray cluster at %s", address or "this machine")
 
 
