@@ -49,9 +49,10 @@ HEADER = (
 
 
 @contextmanager
-def local_cluster(workers: int) -> Iterator[tuple[Any, list[str], float]]:
-    """A head and ``workers`` worker nodes on 127.0.0.1; yields the cluster, the worker node
-    ids and the seconds it took to start (nodes up and this driver connected)."""
+def local_cluster(workers: int, head_cpus: int = 1) -> Iterator[tuple[Any, list[str], float]]:
+    """A head (``head_cpus`` CPUs) and ``workers`` worker nodes of one CPU on 127.0.0.1;
+    yields the cluster, the worker node ids and the seconds it took to start (nodes up and
+    this driver connected)."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -59,7 +60,8 @@ def local_cluster(workers: int) -> Iterator[tuple[Any, list[str], float]]:
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # this process read it at import
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 80 * 1024**2}
     started = time.monotonic()
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    head = {**node, "num_cpus": head_cpus, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         ids = [cluster.add_node(**node).node_id for _ in range(workers)]
         cluster.wait_for_nodes()
