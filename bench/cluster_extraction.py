@@ -38,9 +38,9 @@ from pipeline.readers import Candidate, InputOptions
 HEADER = "| reading | files | pages | wall s (median) | pages/s | vs 1 node | files by node |"
 
 
-def read_on_cluster(corpus: Corpus, options: InputOptions) -> tuple[float, list[int]]:
-    """Wall seconds for the cluster's reading of ``corpus`` (the tasks warmed first), and
-    the files each node read."""
+def read_on_cluster(corpus: Corpus, options: InputOptions) -> tuple[float, list[int], float]:
+    """Wall seconds for the cluster's reading of ``corpus`` (the tasks warmed first), the
+    files each node read, and the seconds the warming took (the first batch at once)."""
     import pipeline
     from pipeline.engine.cluster.reading import RayReading
 
@@ -63,11 +63,23 @@ def read_on_cluster(corpus: Corpus, options: InputOptions) -> tuple[float, list[
                 await slots.acquire()
                 group.start_soon(one, candidate)
 
+    started = time.monotonic()
     anyio.run(read_all, corpus.candidates[: reading.slots])  # every node's worker started
+    warm = time.monotonic() - started
     reading.nodes.clear()
     started = time.monotonic()
     anyio.run(read_all, corpus.candidates)
-    return time.monotonic() - started, sorted(reading.nodes.values(), reverse=True)
+    return time.monotonic() - started, sorted(reading.nodes.values(), reverse=True), warm
+
+
+def join_s(address: str) -> float:
+    """Seconds a driver takes to join the running cluster (as a run with ``--address``)."""
+    import ray
+
+    ray.shutdown()
+    started = time.monotonic()
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    return time.monotonic() - started
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,21 +93,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = InputOptions(paths=(Path("."),))
     walls: dict[str, list[float]] = {"one machine": [], "cluster, 1 node": [], "cluster, 2": []}
     spread: dict[str, list[int]] = {}
+    warm: dict[str, list[float]] = {"cluster, 1 node": [], "cluster, 2": []}
     with tempfile.TemporaryDirectory(prefix="bench-cluster-extraction-") as tmp:
         corpus = generated_pdfs(
             Path(tmp) / "pdfs", args.pdfs or (12 if args.quick else 60), (5, 40), args.seed
         )
         with local_cluster(1, head_cpus=0) as (cluster, _, start_s):
+            joined = join_s(cluster.address)
             for _ in range(rounds):
                 walls["one machine"].append(read_runner(corpus.candidates, options).timed.wall_s)
-                wall, spread["cluster, 1 node"] = read_on_cluster(corpus, options)
+                wall, spread["cluster, 1 node"], first = read_on_cluster(corpus, options)
                 walls["cluster, 1 node"].append(wall)
+                warm["cluster, 1 node"].append(first)
             cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
             cluster.wait_for_nodes()
             for _ in range(rounds):
-                wall, spread["cluster, 2"] = read_on_cluster(corpus, options)
+                wall, spread["cluster, 2"], first = read_on_cluster(corpus, options)
                 walls["cluster, 2"].append(wall)
-    print(f"cluster start (head + 1 worker node, driver connected): {start_s:.1f} s\n")
+                warm["cluster, 2"].append(first)
+    print(f"cluster start (head + 1 worker node, driver connected): {start_s:.1f} s")
+    print(f"a driver joining the running cluster: {joined:.1f} s")
+    for name, times in warm.items():
+        print(
+            f"first batch read, {name.replace('2', '2 nodes')}: "
+            + ", ".join(f"{t:.1f}" for t in times)
+            + " s"
+        )
+    print()
     print(HEADER)
     print(table.separator(HEADER))
     one_node = statistics.median(walls["cluster, 1 node"])

@@ -59,14 +59,19 @@ def read_batch(
     candidates: list[Candidate], options: InputOptions, job: Job, plan_tokens: int | None
 ) -> tuple[str, int, list[Item]]:
     """A task: the batch read (and planned), with the node and process that read it."""
+    node = ray.get_runtime_context().get_node_id()
     pdf_text = _pool(options.pdf_text).read_text if options.mode == "text" else None
     items: list[Item] = []
-    for item in read_each(candidates, options, pdf_text):
+    for candidate in candidates:
+        if candidate.url is None and not candidate.path.parent.is_dir():
+            items.append((candidate.source, _unseen(candidate, node)))
+            continue
+        [item] = read_each([candidate], options, pdf_text)
         if isinstance(item, Document) and plan_tokens is not None:
             items.append(Planned(item, first_round(job, plan_tokens, item)))
         else:
             items.append(item)
-    return ray.get_runtime_context().get_node_id(), os.getpid(), items
+    return node, os.getpid(), items
 
 
 class RayReading:
@@ -108,6 +113,14 @@ class RayReading:
             len(self.nodes),
             extra={"event": "cluster_reads", "nodes": dict(self.nodes), "pids": sorted(self.pids)},
         )
+
+
+def _unseen(candidate: Candidate, node: str) -> Unreadable:
+    return Unreadable(
+        f"{candidate.source}: its folder {candidate.path.parent} is not on the cluster's node "
+        f"{node}: every node must see the inputs at the same paths (a shared file system "
+        "mounted at the same place), or name them by URL (s3://...)"
+    )
 
 
 def _lost(candidate: Candidate, exc: RayError) -> Unreadable:

@@ -83,3 +83,26 @@ def test_reading_on_the_cluster_gives_a_local_runs_rows_read_on_the_nodes(
     assert sum(nodes.values()) == len(on_cluster)
     assert set(cluster.workers) <= set(nodes)  # both worker nodes read some
     assert os.getpid() not in reads[0].pids  # type: ignore[attr-defined]
+
+
+def test_a_task_plans_the_first_round_and_names_a_folder_its_node_cannot_see(
+    cluster: RunningCluster, tmp_path: Path
+) -> None:
+    from pipeline.engine.cluster.reading import read_batch
+    from pipeline.readers import Candidate
+    from pipeline.readers.job import input_options
+    from pipeline.shaping.planner import Planned, first_round
+
+    docs = make_docs(tmp_path / "docs")
+    job = pipeline.load_job(ROOT / "jobs" / "summarize.toml", inputs=[str(docs)])
+    options = input_options(job)
+    long, gone = docs / "long.md", tmp_path / "elsewhere" / "note.txt"
+    candidates = [Candidate(long, "long.md"), Candidate(gone, "note.txt")]
+    node, _, items = read_batch(candidates, options, job, 4_000)
+    planned, (source, problem) = items
+    assert isinstance(planned, Planned)
+    assert planned.first == first_round(job, 4_000, planned.document)
+    assert len(planned.first.units) > 1
+    assert source == "note.txt"
+    assert problem.kind == "unreadable"
+    assert f"is not on the cluster's node {node}" in str(problem)
