@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -94,8 +95,15 @@ def test_a_task_plans_the_first_round_and_names_a_folder_its_node_cannot_see(
     from pipeline.shaping.planner import Planned, first_round
 
     docs = make_docs(tmp_path / "docs")
-    job = pipeline.load_job(ROOT / "jobs" / "summarize.toml", inputs=[str(docs)])
+    job = pipeline.load_job(
+        ROOT / "jobs" / "summarize.toml",
+        overrides={"endpoint.api_key_env": KEY_VARIABLE},
+        inputs=[str(docs)],
+    )
     options = input_options(job)
+    # What the reading puts in Ray's object store holds no key (it is in this environment).
+    assert os.environ[KEY_VARIABLE] == TEST_KEY
+    assert TEST_KEY.encode() not in pickle.dumps((job, options))
     long, gone = docs / "long.md", tmp_path / "elsewhere" / "note.txt"
     candidates = [Candidate(long, "long.md"), Candidate(gone, "note.txt")]
     node, _, items = read_batch(candidates, options, job, 4_000)
