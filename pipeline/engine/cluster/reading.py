@@ -11,7 +11,7 @@ process for the tasks it runs next: the same per-file time limit (a file past it
 a ``TooLarge`` row) and the same ``Unreadable`` row for a crashed extractor. It then plans
 the document's first round (``shaping.planner.first_round``: the tokenizing of a big
 document is the CPU worth moving), sent back with it as a ``Planned``. A task whose node is
-lost is run again on another by Ray (three times at most); past that its files are error rows
+lost is retried on another by Ray (three retries, its default); past that its files are error rows
 that the next run reads again.
 
 Every node reads the paths the driver listed: they must be the same files at the same paths
