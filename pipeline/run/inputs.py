@@ -8,7 +8,7 @@ unchanged since a finished run (same ETag and size) is reused without downloadin
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -39,7 +39,7 @@ class Reader:
     def __init__(self, job: Job, store: ResultStore, tally: Tally, settings: str) -> None:
         self.options = input_options(job)
         self.store, self.tally, self.settings = store, tally, settings
-        self.reused = 0  # objects reused without downloading them
+        self.reused = 0  # documents finished by an earlier run (objects: not downloaded)
         self._row_ids: set[str] = set()  # doc_ids of the table rows read (tables.rows)
 
     async def read_all(self, out: Out) -> None:
@@ -63,9 +63,12 @@ class Reader:
                     functools.partial(_read_many, candidates, options, pdf_text),
                     abandon_on_cancel=True,
                 )
+                finished = self._finished(items)
                 for candidate, item in zip(candidates, items, strict=True):
                     if isinstance(item, Document):
                         self._remember(candidate, item)
+                        if item.doc_id in finished:
+                            continue
                     await out.send(item)
             except anyio.BrokenResourceError:
                 group.cancel_scope.cancel()  # the run stopped taking documents
@@ -104,13 +107,29 @@ class Reader:
         try:
             while batch := await anyio.to_thread.run_sync(list, islice(items, DISCOVER_BATCH)):
                 self.tally.discovered += len(batch)
+                finished = self._finished(batch)
                 for item in batch:
+                    if isinstance(item, Document) and item.doc_id in finished:
+                        continue
                     sent = item if isinstance(item, Document) else (item.source or "", item)
                     if not await _send(out, sent):
                         return False
         finally:
             items.close()
         return True
+
+    def _finished(self, items: Sequence[Item | InputProblem]) -> set[str]:
+        """The ``doc_id``s of the documents read that an earlier run finished with these
+        settings: kept in the output, not sent to the run (one look-up for the batch)."""
+        keys = {
+            document_key(item.doc_id, self.settings): item
+            for item in items
+            if isinstance(item, Document)
+        }
+        found = self.store.reuse_many([(key, item.source) for key, item in keys.items()])
+        self.reused += len(found)
+        self.tally.reused += len(found)
+        return {keys[key].doc_id for key in found}
 
     def _reuse_object(self, candidate: Candidate) -> bool:
         """An object in storage whose ETag and size are those of a document finished with

@@ -36,7 +36,7 @@ from pipeline.run.inputs import READ_THREADS, Item, Reader
 from pipeline.run.record import Rows
 from pipeline.run.review import review_tools, reviewed
 from pipeline.shaping.prompts import head_of, worth_caching
-from pipeline.state.store import ResultStore, document_key, settings_hash
+from pipeline.state.store import ResultStore, settings_hash
 
 log = logging.getLogger("pipeline.run")
 
@@ -63,7 +63,6 @@ class JobRun:
         self.ended = "completed"
         self.fatal_error: str | None = None
         self.outcome: RunOutcome | None = None
-        self.reused = 0  # documents finished by an earlier run
         self.rows = Rows(job, kept_columns)
         self.reader = Reader(job, store, tally, self.settings)
         self.engine = engine or make_engine(job, client, store, self.settings, retry, clock, sleep)
@@ -119,7 +118,7 @@ class JobRun:
                 self.ended,
                 self.fatal_error,
                 totals,
-                self.reused + self.reader.reused,
+                self.reader.reused,
                 self.client.endpoint.base_url,
             )
             self.outcome = finish.write(self.job, self.store, self.tally, self.rows, ending)
@@ -141,10 +140,7 @@ class JobRun:
                     break
                 if isinstance(item, tuple):
                     self._problem(*item)
-                elif self.store.reuse(document_key(item.doc_id, self.settings), item.source):
-                    self.reused += 1
-                    self.tally.reused += 1
-                else:
+                else:  # (what an earlier run finished is kept by the reader: not sent here)
                     await open_documents.acquire()
                     documents.start_soon(answered, item)
 
