@@ -63,6 +63,12 @@ create table if not exists calls (
     attempts text not null,
     primary key (doc, request)
 );
+create table if not exists written (
+    path text primary key,
+    stat text not null,
+    digest text not null,
+    counts text not null
+);
 create table if not exists runs (
     id integer primary key autoincrement,
     started_at text not null,
@@ -99,6 +105,14 @@ def _encode(rows: Sequence[DocumentRow | CallRow]) -> str:
 
 _SAVE_DOCUMENT = "insert or replace into documents (key, rows, calls) values (?, ?, ?)"
 _LOOKUP_BATCH = 400  # documents a statement (two values each: under SQLite's 999)
+
+
+def _stat(path: Path) -> str:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
 
 
 class ResultStore:
@@ -228,6 +242,48 @@ class ResultStore:
             for record in json.loads(encoded):
                 yield source, record
 
+    # ---- The files written: a re-run that changed nothing leaves them as they are ----
+
+    def output_digest(self, schema: str) -> str | None:
+        """What this run's output is made of: its finished documents (each key names its
+        content and settings) under their sources, and ``schema`` (the files' columns).
+        None if it holds other rows (errors, skips: made afresh by each run)."""
+        self._saved.flush()
+        self._keep([], flush=True)
+        if self._db.execute("select exists (select 1 from other_rows)").fetchone()[0]:
+            return None
+        digest = hashlib.sha256(schema.encode())
+        query = "select s.key, s.source from seen s join documents d on d.key = s.key order by 1"
+        for key, source in self._db.execute(query):
+            digest.update(f"{key}\0{source}\n".encode())
+        return digest.hexdigest()
+
+    def written(self, paths: Sequence[Path], digest: str) -> dict[str, int] | None:
+        """The rows by status of the files at ``paths``, if the last run to write them wrote
+        the output ``digest`` names and they are still those files (same inode, size and
+        modification time): else None."""
+        counts: set[str] = set()
+        for path in paths:
+            found = self._db.execute(
+                "select stat, counts from written where path = ? and digest = ?",
+                (str(path), digest),
+            ).fetchone()
+            current = _stat(path)
+            if found is None or not current or found[0] != current:
+                return None
+            counts.add(found[1])
+        return json.loads(counts.pop()) if len(counts) == 1 else None
+
+    def record_written(self, paths: Sequence[Path], digest: str, counts: dict[str, int]) -> None:
+        """The files at ``paths`` now hold the output ``digest`` names (``written``)."""
+        self._db.execute("begin")
+        for path in paths:
+            self._db.execute(
+                "insert or replace into written values (?, ?, ?, ?)",
+                (str(path), _stat(path), digest, json.dumps(counts, sort_keys=True)),
+            )
+        self._db.execute("commit")
+
     # ---- Finished calls of unfinished documents: a re-run pays only for the others ----
 
     def stored_call(self, doc: str, request: str) -> tuple[str, str] | None:
@@ -302,6 +358,7 @@ class ResultStore:
         )
 
     def forget_all(self) -> None:
+        self._db.execute("delete from written")  # first: the files no longer match the state
         self._db.execute("delete from documents")
         self._db.execute("delete from calls")
         self._earlier_calls = False
