@@ -182,6 +182,20 @@ def read_document(
     )
 
 
+def local_document_id(candidate: Candidate, options: InputOptions) -> str | None:
+    """The ``doc_id`` ``read_document`` would give a file on disk, from its bytes alone (read
+    and hashed, not decoded or extracted): a re-run finds its finished documents without
+    reading them. None for an object in storage, or a file ``read_document`` would refuse
+    (it says why)."""
+    if candidate.url is not None:
+        return None
+    try:
+        data = _fetch(candidate, options, _format_of(candidate, options))
+    except InputProblem:
+        return None
+    return document_id(candidate.source, hashlib.sha256(data).hexdigest()) if data else None
+
+
 def _format_of(candidate: Candidate, options: InputOptions) -> Format:
     """The file's format by its name; refused before it is opened when its name says it holds
     credentials or is binary, or it is an image in text mode."""

@@ -8,7 +8,7 @@ unchanged since a finished run (same ETag and size) is reused without downloadin
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -23,7 +23,7 @@ from pipeline.readers import Candidate, InputOptions, read_document
 from pipeline.readers.formats import lookup
 from pipeline.readers.job import input_options
 from pipeline.readers.pdfpool import EXTRACTORS, PdfTextPool
-from pipeline.readers.read import PdfTextReader
+from pipeline.readers.read import PdfTextReader, local_document_id
 from pipeline.readers.sources import find, read_items
 from pipeline.state.store import ResultStore, document_key
 
@@ -63,11 +63,16 @@ class Reader:
                     functools.partial(_read_many, candidates, options, pdf_text),
                     abandon_on_cancel=True,
                 )
-                finished = self._finished(items)
+                # Files on disk were looked up before they were read; objects are now.
+                finished = self._finished(
+                    (item.doc_id, item.source)
+                    for candidate, item in zip(candidates, items, strict=True)
+                    if candidate.url is not None and isinstance(item, Document)
+                )
                 for candidate, item in zip(candidates, items, strict=True):
                     if isinstance(item, Document):
                         self._remember(candidate, item)
-                        if item.doc_id in finished:
+                        if item.source in finished:
                             continue
                     await out.send(item)
             except anyio.BrokenResourceError:
@@ -75,11 +80,18 @@ class Reader:
             finally:
                 slots.release()
 
+        hashed = self.store.finished_any and options.table is None
         async with out, anyio.create_task_group() as group:
-            # The walk runs in a thread, a batch of entries per hand-off (not one a file).
-            while batch := await anyio.to_thread.run_sync(list, islice(found, DISCOVER_BATCH)):
-                small: list[Candidate] = []
-                for item in batch:
+            # The walk runs in a thread, a batch of entries per hand-off (not one a file);
+            # with finished documents in the state, that thread hashes the files too.
+            while batch := await anyio.to_thread.run_sync(_next_found, found, options, hashed):
+                finished = self._finished(
+                    (doc_id, item.source)
+                    for item, doc_id in batch
+                    if isinstance(item, Candidate) and doc_id is not None
+                )
+                to_read: list[Candidate] = []
+                for item, _ in batch:
                     self.tally.discovered += 1
                     if isinstance(item, InputProblem):
                         if not await _send(out, (str(item.source or item.message), item)):
@@ -87,16 +99,11 @@ class Reader:
                     elif options.table is not None:
                         if not await self._read_rows(item, out):
                             return  # the run stopped taking documents
-                    elif self._reuse_object(item):
-                        continue
-                    elif pdf_text is not None and _is_pdf(item, options):
-                        await slots.acquire()
-                        group.start_soon(read, [item])
-                    else:
-                        small.append(item)
-                for start in range(0, len(small), READ_BATCH):
+                    elif not self._reuse_object(item) and item.source not in finished:
+                        to_read.append(item)
+                for chunk in _chunks(to_read, options, pdfs_alone=pdf_text is not None):
                     await slots.acquire()
-                    group.start_soon(read, small[start : start + READ_BATCH])
+                    group.start_soon(read, chunk)
             self.tally.discovery_done = True
 
     async def _read_rows(self, candidate: Candidate, out: Out) -> bool:
@@ -107,9 +114,11 @@ class Reader:
         try:
             while batch := await anyio.to_thread.run_sync(list, islice(items, DISCOVER_BATCH)):
                 self.tally.discovered += len(batch)
-                finished = self._finished(batch)
+                finished = self._finished(
+                    (item.doc_id, item.source) for item in batch if isinstance(item, Document)
+                )
                 for item in batch:
-                    if isinstance(item, Document) and item.doc_id in finished:
+                    if isinstance(item, Document) and item.source in finished:
                         continue
                     sent = item if isinstance(item, Document) else (item.source or "", item)
                     if not await _send(out, sent):
@@ -118,18 +127,15 @@ class Reader:
             items.close()
         return True
 
-    def _finished(self, items: Sequence[Item | InputProblem]) -> set[str]:
-        """The ``doc_id``s of the documents read that an earlier run finished with these
-        settings: kept in the output, not sent to the run (one look-up for the batch)."""
-        keys = {
-            document_key(item.doc_id, self.settings): item
-            for item in items
-            if isinstance(item, Document)
-        }
-        found = self.store.reuse_many([(key, item.source) for key, item in keys.items()])
+    def _finished(self, documents: Iterable[tuple[str, str]]) -> set[str]:
+        """Of the documents ``(doc_id, source)`` read or hashed, the sources of those an
+        earlier run finished with these settings: kept in the output, not sent to the run
+        (one look-up for the lot)."""
+        keyed = [(document_key(doc_id, self.settings), source) for doc_id, source in documents]
+        found = self.store.reuse_many(keyed)
         self.reused += len(found)
         self.tally.reused += len(found)
-        return {keys[key].doc_id for key in found}
+        return {source for key, source in keyed if key in found}
 
     def _reuse_object(self, candidate: Candidate) -> bool:
         """An object in storage whose ETag and size are those of a document finished with
@@ -162,6 +168,27 @@ async def _send(out: Out, item: Item) -> bool:
 
 def _is_pdf(candidate: Candidate, options: InputOptions) -> bool:
     return lookup(candidate.path.name, code=options.code).kind == "pdf"
+
+
+def _next_found(
+    found: Iterator[Candidate | InputProblem], options: InputOptions, hashed: bool
+) -> list[tuple[Candidate | InputProblem, str | None]]:
+    """The next batch discovery finds, in this (worker) thread; with ``hashed``, each file's
+    ``doc_id`` from its bytes (``local_document_id``), to be looked up before it is read."""
+    return [
+        (item, local_document_id(item, options) if hashed and isinstance(item, Candidate) else None)
+        for item in islice(found, DISCOVER_BATCH)
+    ]
+
+
+def _chunks(
+    candidates: list[Candidate], options: InputOptions, *, pdfs_alone: bool
+) -> list[list[Candidate]]:
+    """What each hand-off to a thread reads: a PDF alone (its thread waits on the pool's
+    worker process), other files ``READ_BATCH`` at once."""
+    pdfs = [[c] for c in candidates if pdfs_alone and _is_pdf(c, options)]
+    small = [c for c in candidates if not (pdfs_alone and _is_pdf(c, options))]
+    return pdfs + [small[n : n + READ_BATCH] for n in range(0, len(small), READ_BATCH)]
 
 
 def _read_many(

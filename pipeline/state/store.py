@@ -155,16 +155,19 @@ class ResultStore:
                 self._db.execute(statement)
             self._saved = GroupCommit(path)
             self._seen: list[tuple[str, str]] = []  # for the ``seen`` table (``_keep``)
+            # Documents finished by an earlier run? If none, a run looks none up (``reuse``)
+            self.finished_any = self._any("documents")
             # Calls kept by an earlier run? If none, a run asks nothing of the table: the
             # calls this run keeps are for the next one.
-            self._earlier_calls = (
-                self._db.execute("select exists (select 1 from calls)").fetchone()[0] == 1
-            )
+            self._earlier_calls = self._any("calls")
         except (OSError, sqlite3.Error, ConfigError) as exc:
             os.close(self._lock)
             if isinstance(exc, ConfigError):
                 raise
             raise unusable(path, exc) from None
+
+    def _any(self, table: str) -> bool:
+        return bool(self._db.execute(f"select exists (select 1 from {table})").fetchone()[0])
 
     def reuse(self, key: str, source: str) -> bool:
         """If ``key`` was finished by an earlier run, keep it in this run's output."""
@@ -360,6 +363,7 @@ class ResultStore:
     def forget_all(self) -> None:
         self._db.execute("delete from written")  # first: the files no longer match the state
         self._db.execute("delete from documents")
+        self.finished_any = False
         self._db.execute("delete from calls")
         self._earlier_calls = False
         self._db.execute("delete from batch_items")
