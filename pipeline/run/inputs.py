@@ -63,18 +63,7 @@ class Reader:
                     functools.partial(_read_many, candidates, options, pdf_text),
                     abandon_on_cancel=True,
                 )
-                # Files on disk were looked up before they were read; objects are now.
-                finished = self._finished(
-                    (item.doc_id, item.source)
-                    for candidate, item in zip(candidates, items, strict=True)
-                    if candidate.url is not None and isinstance(item, Document)
-                )
-                for candidate, item in zip(candidates, items, strict=True):
-                    if isinstance(item, Document):
-                        self._remember(candidate, item)
-                        if item.source in finished:
-                            continue
-                    await out.send(item)
+                await self._send_read(candidates, items, out)
             except anyio.BrokenResourceError:
                 group.cancel_scope.cancel()  # the run stopped taking documents
             finally:
@@ -105,6 +94,21 @@ class Reader:
                     await slots.acquire()
                     group.start_soon(read, chunk)
             self.tally.discovery_done = True
+
+    async def _send_read(self, candidates: list[Candidate], items: list[Item], out: Out) -> None:
+        """What was read, to the run; but documents an earlier run finished. Files on disk
+        were looked up before they were read; objects in storage are now."""
+        finished = self._finished(
+            (item.doc_id, item.source)
+            for candidate, item in zip(candidates, items, strict=True)
+            if candidate.url is not None and isinstance(item, Document)
+        )
+        for candidate, item in zip(candidates, items, strict=True):
+            if isinstance(item, Document):
+                self._remember(candidate, item)
+                if item.source in finished:
+                    continue
+            await out.send(item)
 
     async def _read_rows(self, candidate: Candidate, out: Out) -> bool:
         """A table's rows, a slice at a time in a worker thread; False if the run stopped
