@@ -169,6 +169,85 @@ def test_wrong_key_stops_the_run_with_nothing_lost(
     assert server.stats()["served"]["total"] == served + 1  # only the new document was sent
 
 
+def test_a_rerun_reuses_exactly_the_unchanged_documents(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Finished documents are looked up a batch at a time: over several batches, a re-run
+    sends only what changed or is new, keeps every unchanged one, and each input is one row."""
+    server = start_simulator()
+    docs, out = tmp_path / "docs", str(tmp_path / "out.parquet")
+    docs.mkdir()
+    for n in range(60):
+        (docs / f"note-{n:02d}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=out)
+    endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="$MEGALLM_API_KEY")
+    first = pl.read_parquet(anyio.run(run_job, job, endpoint).output)
+    served = server.stats()["served"]["total"]
+    for n in (3, 30, 59):
+        (docs / f"note-{n:02d}.txt").write_text(f"Note {n}: changed.", encoding="utf-8")
+    (docs / "note-07.txt").unlink()
+    (docs / "note-60.txt").write_text("Note 60: added.", encoding="utf-8")
+
+    again = anyio.run(run_job, job, endpoint)
+    rows = pl.read_parquet(again.output)
+    assert server.stats()["served"]["total"] == served + 4  # 3 changed, 1 new
+    assert again.reused == 56
+    assert sorted(rows["source"]) == sorted(p.name for p in docs.iterdir())  # one row each
+    sent = {"note-03.txt", "note-30.txt", "note-59.txt", "note-60.txt"}
+    kept = rows.filter(~pl.col("source").is_in(sent)).sort("source")
+    before = first.filter(pl.col("source").is_in(kept["source"])).sort("source")
+    assert kept.equals(before)  # the unchanged rows as the first run wrote them
+
+
+def test_a_rerun_that_changed_nothing_leaves_the_files_as_they_are(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Nothing new, nothing failed: the files already hold this run's output and are not
+    written again. A file that is not the one written (replaced, removed), --force, or a
+    changed input: written again, whole."""
+    server = start_simulator()
+    docs, out = tmp_path / "docs", tmp_path / "out.parquet"
+    docs.mkdir()
+    for n in range(20):
+        (docs / f"note-{n:02d}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=str(out))
+    endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="$MEGALLM_API_KEY")
+    first = anyio.run(run_job, job, endpoint)
+    calls = first.calls_output
+    written = pl.read_parquet(out)
+
+    def identity(path: Path) -> tuple[int, int]:
+        return path.stat().st_ino, path.stat().st_mtime_ns
+
+    before = identity(out), identity(calls)
+    again = anyio.run(run_job, job, endpoint)
+    assert (again.rows, again.by_status, again.reused) == (20, {"ok": 20}, 20)
+    assert (identity(out), identity(calls)) == before  # left as they were
+
+    out.write_bytes(b"not the file written")  # another file now: written again
+    anyio.run(run_job, job, endpoint)
+    assert pl.read_parquet(out).sort("source").equals(written.sort("source"))
+    calls.unlink()
+    anyio.run(run_job, job, endpoint)
+    assert len(pl.read_parquet(calls)) == 20
+
+    served = server.stats()["served"]["total"]
+    forced = anyio.run(functools.partial(run_job, job, endpoint, RunControl(force=True)))
+    assert server.stats()["served"]["total"] == served + 20  # answered afresh: written
+    assert forced.rows == 20
+    assert pl.read_parquet(out)["finished_at"].min() > written["finished_at"].max()
+
+    (docs / "note-00.txt").write_text("Note 0: changed.", encoding="utf-8")
+    changed = identity(out)
+    anyio.run(run_job, job, endpoint)
+    assert identity(out) != changed
+    hashes = pl.read_parquet(out).filter(pl.col("source") == "note-00.txt")["content_hash"]
+    assert (
+        hashes.to_list()
+        != written.filter(pl.col("source") == "note-00.txt")["content_hash"].to_list()
+    )
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:

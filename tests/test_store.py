@@ -97,6 +97,30 @@ def test_finished_documents_survive_the_process_and_a_run_outputs_only_its_own(
     third.close()
 
 
+def test_finished_documents_are_looked_up_in_batches_and_exactly_they_are_kept(
+    tmp_path: Path,
+) -> None:
+    """More documents than one statement holds: each finished one is found (under the
+    source this run names it by) and output once; an unknown key or other settings are not."""
+    path = tmp_path / "out.state.sqlite"
+    store = ResultStore(path)
+    for n in range(1_000):
+        store.save(f"d{n}:s", f"{n}.txt", [_row(n)], [_call(n)])
+    store.close()
+
+    again = ResultStore(path)
+    asked = [(f"d{n}:s", f"renamed/{n}.txt") for n in range(0, 1_000, 2)]
+    asked += [("d1:other-settings", "1.txt"), ("new:s", "new.txt"), ("d4:s", "again/4.txt")]
+    found = again.reuse_many(asked)
+    assert found == {f"d{n}:s" for n in range(0, 1_000, 2)}
+    rows = list(again.output_rows())
+    # the last name given wins (as one insert-or-replace each did): one row per document
+    expected = {f"renamed/{n}.txt" for n in range(0, 1_000, 2) if n != 4} | {"again/4.txt"}
+    assert sorted(row.source for row in rows) == sorted(expected)
+    assert len(list(again.output_calls())) == 500
+    again.close()
+
+
 def test_a_state_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "results"
     blocker.write_text("a file where the output folder should be", encoding="utf-8")

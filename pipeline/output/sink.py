@@ -128,7 +128,7 @@ def write_parquet(
     path: Path,
     schema: Mapping[str, Any],
     *,
-    batch_rows: int = 5_000,
+    batch_rows: int = 1_000,
 ) -> int:
     """Write ``rows`` to ``path`` atomically, ``batch_rows`` at a time (memory follows the
     batch, not the file); returns how many were written."""

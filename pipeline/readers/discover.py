@@ -45,8 +45,9 @@ log = logging.getLogger("pipeline.readers")
 SKIPPED_DIRS = frozenset((".git", ".hg", ".svn"))
 
 Found = Candidate | InputProblem
-# (device, inode) of every file listed, across all inputs: its path and source
-Seen = dict[tuple[int, int], tuple[Path, str]]
+# Every file listed, across all inputs, by (device, inode) as one integer: "path\0source" (no
+# path holds a NUL). 230 bytes a file, not the 610 of a (Path, str): 23 MB, not 61, at 100K.
+Seen = dict[int, str]
 
 
 def printable(name: str) -> str:
@@ -198,11 +199,13 @@ def _file(
         problem = too_large(source, info.st_size, options.max_file_bytes)
     if problem is not None:
         return tagged(problem, source)
-    key = (info.st_dev, info.st_ino)
-    if key in seen:
-        return _again(path, source, *seen[key])
-    seen[key] = (path, source)
-    return Candidate(path, source, key)
+    identity = (info.st_dev, info.st_ino)
+    key = info.st_dev << 64 | info.st_ino
+    if (first := seen.get(key)) is not None:
+        first_path, first_source = first.split("\0")
+        return _again(path, source, Path(first_path), first_source)
+    seen[key] = f"{path}\0{source}"
+    return Candidate(path, source, identity)
 
 
 def _again(path: Path, source: str, first_path: Path, first_source: str) -> Found | None:

@@ -196,11 +196,27 @@ def read_document(
     )
 
 
+def local_document_id(candidate: Candidate, options: InputOptions) -> str | None:
+    """The ``doc_id`` ``read_document`` would give a file on disk, from its bytes alone (read
+    and hashed, not decoded or extracted): a re-run finds its finished documents without
+    reading them. None for an object in storage, or a file ``read_document`` would refuse
+    (it says why)."""
+    if candidate.url is not None:
+        return None
+    try:
+        data = _fetch(candidate, options, _format_of(candidate, options))
+    except InputProblem:
+        return None
+    return document_id(candidate.source, hashlib.sha256(data).hexdigest()) if data else None
+
+
 def _format_of(candidate: Candidate, options: InputOptions) -> Format:
     """The file's format by its name; refused before it is opened when its name says it holds
     credentials or is binary, or it is an image in text mode."""
-    label, name = candidate.source, candidate.path.name
-    real_name = os.path.basename(os.path.realpath(candidate.path))  # a link's target's
+    label, path, name = candidate.source, candidate.path, candidate.path.name
+    # A link's target's name; a file that is not a link has its own (its folders' links
+    # do not change it): one lstat, not one per folder of the path
+    real_name = os.path.basename(os.path.realpath(path)) if os.path.islink(path) else name
     if options.skip_secrets and (reason := secret_by_name(name) or secret_by_name(real_name)):
         raise secret_file(label, reason)
     if is_binary_suffix(name):

@@ -3,6 +3,7 @@ upload to storage; what finished is written, and nothing an earlier run wrote is
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 from pipeline.config.paths import page_path, report_path
 from pipeline.config.spec import Job
 from pipeline.core import logs
-from pipeline.core.rows import DocumentRow
+from pipeline.core.rows import CALL_COLUMNS, DOCUMENT_COLUMNS, DocumentRow
 from pipeline.engine.base import RunTotals
 from pipeline.output import report
 from pipeline.output.report import RunInfo, Tally
@@ -49,21 +50,10 @@ class Ending:
 
 def write(job: Job, store: ResultStore, tally: Tally, rows: Rows, ending: Ending) -> RunOutcome:
     by_status: Counter[str] = Counter()
-
-    def counted(found: Iterator[DocumentRow]) -> Iterator[DocumentRow]:
-        for row in found:
-            by_status[row.status] += 1
-            yield row
-
     keep = _keeps_earlier_output(job, store, ending.ended)
     written = 0
     if not keep:
-        from pipeline.output import sink  # polars and pyarrow: loaded when the files are written
-
-        structured = {c: sink.dtype_for(s) for c, s in rows.structured_columns.items()}
-        extra = {**structured, **rows.kept_columns}
-        written = sink.write_rows(counted(store.output_rows()), job.output_path, extra)
-        sink.write_calls(store.output_calls(), job.calls_path)
+        written = _write_files(job, store, rows, by_status)
     summary = report.build(tally, _info(job, ending))
     store.record_run(summary)
     # How the night ended, for whoever reads the --log-file (the console shows the report).
@@ -89,6 +79,37 @@ def write(job: Job, store: ResultStore, tally: Tally, rows: Rows, ending: Ending
         ending.ended,
         summary,
     )
+
+
+def _write_files(job: Job, store: ResultStore, rows: Rows, by_status: Counter[str]) -> int:
+    """The Parquet files, from the state; the rows written, counted by status. A run whose
+    output is what the files already hold (a re-run that changed nothing: the same finished
+    documents under the same names, no errors, the same columns) leaves them as they are."""
+    files = (job.output_path, job.calls_path)
+    schema = {
+        "documents": DOCUMENT_COLUMNS,
+        "calls": CALL_COLUMNS,
+        "structured": rows.structured_columns,
+        "kept": {name: str(dtype) for name, dtype in rows.kept_columns.items()},
+    }
+    digest = store.output_digest(json.dumps(schema, sort_keys=True, default=str))
+    if digest is not None and (unchanged := store.written(files, digest)) is not None:
+        by_status.update(unchanged)
+        return sum(unchanged.values())
+    from pipeline.output import sink  # polars and pyarrow: loaded when the files are written
+
+    def counted(found: Iterator[DocumentRow]) -> Iterator[DocumentRow]:
+        for row in found:
+            by_status[row.status] += 1
+            yield row
+
+    structured = {c: sink.dtype_for(s) for c, s in rows.structured_columns.items()}
+    extra = {**structured, **rows.kept_columns}
+    written = sink.write_rows(counted(store.output_rows()), job.output_path, extra)
+    sink.write_calls(store.output_calls(), job.calls_path)
+    if digest is not None:
+        store.record_written(files, digest, dict(by_status))
+    return written
 
 
 def _info(job: Job, ending: Ending) -> RunInfo:

@@ -37,7 +37,7 @@ from pipeline.run.record import Rows
 from pipeline.run.review import review_tools, reviewed
 from pipeline.shaping.planner import FirstRound, Planned
 from pipeline.shaping.prompts import head_of, worth_caching
-from pipeline.state.store import ResultStore, document_key, settings_hash
+from pipeline.state.store import ResultStore, settings_hash
 
 log = logging.getLogger("pipeline.run")
 
@@ -65,7 +65,6 @@ class JobRun:
         self.ended = "completed"
         self.fatal_error: str | None = None
         self.outcome: RunOutcome | None = None
-        self.reused = 0  # documents finished by an earlier run
         self.rows = Rows(job, kept_columns)
         self.engine = engine or make_engine(job, client, store, self.settings, retry, clock, sleep)
         self.context = Context(
@@ -126,7 +125,7 @@ class JobRun:
                 self.ended,
                 self.fatal_error,
                 totals,
-                self.reused + self.reader.reused,
+                self.reader.reused,
                 self.client.endpoint.base_url,
             )
             self.outcome = finish.write(self.job, self.store, self.tally, self.rows, ending)
@@ -152,15 +151,12 @@ class JobRun:
                 if isinstance(item, tuple):
                     self._problem(*item)
                     continue
+                # (what an earlier run finished is kept by the reader: not sent here)
                 document, first = (
                     (item.document, item.first) if isinstance(item, Planned) else (item, None)
                 )
-                if self.store.reuse(document_key(document.doc_id, self.settings), document.source):
-                    self.reused += 1
-                    self.tally.reused += 1
-                else:
-                    await open_documents.acquire()
-                    documents.start_soon(answered, document, first)
+                await open_documents.acquire()
+                documents.start_soon(answered, document, first)
 
     def _problem(self, source: str, problem: InputProblem) -> None:
         row = self.rows.problem(source, problem)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ import anyio
 
 from pipeline.core.errors import ConfigError, RunBusy
 from pipeline.core.rows import CallRow, DocumentRow
+from pipeline.state.commit import GroupCommit, connect
 from pipeline.state.files import (
     check_state,
     finished_keys,
@@ -62,6 +62,12 @@ create table if not exists calls (
     reply text not null,
     attempts text not null,
     primary key (doc, request)
+);
+create table if not exists written (
+    path text primary key,
+    stat text not null,
+    digest text not null,
+    counts text not null
 );
 create table if not exists runs (
     id integer primary key autoincrement,
@@ -98,88 +104,15 @@ def _encode(rows: Sequence[DocumentRow | CallRow]) -> str:
 
 
 _SAVE_DOCUMENT = "insert or replace into documents (key, rows, calls) values (?, ?, ?)"
-_BUSY_TIMEOUT_MS = 60_000  # two connections write: one waits for the other's commit
+_LOOKUP_BATCH = 400  # documents a statement (two values each: under SQLite's 999)
 
 
-def _connect(path: Path, *, threaded: bool = False) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=not threaded)
-    db.execute(f"pragma busy_timeout={_BUSY_TIMEOUT_MS}")
-    db.execute("pragma journal_mode=wal")
-    db.execute("pragma synchronous=full")
-    return db
-
-
-_Write = tuple[str, tuple[str, ...]]  # a statement and its values
-
-
-class _GroupCommit:
-    """Finished documents and calls to the database, a group per transaction, in a thread
-    with its own connection. ``add`` queues and returns; the thread commits everything
-    queued, in order, as soon as its previous commit is done. A failed commit is raised (as
-    the ``ConfigError`` that says what to fix) by the next ``add`` or ``flush``."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._db = _connect(path, threaded=True)
-        self._pending: list[_Write] = []
-        self._busy = False
-        self._closing = False
-        self._error: ConfigError | None = None
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="pipeline-state", daemon=True)
-        self._thread.start()
-
-    def add(self, *writes: _Write) -> None:
-        with self._changed:
-            self._raise_error()
-            self._pending.extend(writes)
-            self._changed.notify_all()
-
-    def flush(self) -> None:
-        """Wait until everything added is committed."""
-        with self._changed:
-            while (self._pending or self._busy) and self._error is None:
-                self._changed.wait()
-            self._raise_error()
-
-    def close(self) -> None:
-        """Commit what is queued, then stop the thread."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-        self._thread.join()
-        self._db.close()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _loop(self) -> None:
-        while True:
-            with self._changed:
-                while not self._pending and not self._closing:
-                    self._changed.wait()
-                if not self._pending or self._error is not None:
-                    return
-                group, self._pending, self._busy = self._pending, [], True
-            try:
-                self._commit(group)
-            finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
-
-    def _commit(self, group: list[_Write]) -> None:
-        try:
-            self._db.execute("begin immediate")
-            for statement, values in group:
-                self._db.execute(statement, values)
-            self._db.execute("commit")
-        except Exception as exc:  # a full disk, a removed file: the run must stop and say so
-            if self._db.in_transaction:
-                self._db.execute("rollback")
-            with self._changed:
-                self._error = unusable(self._path, exc, opening=False)
+def _stat(path: Path) -> str:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
 
 
 class ResultStore:
@@ -216,28 +149,61 @@ class ResultStore:
             check_state(path)
             os.ftruncate(self._lock, 0)
             os.pwrite(self._lock, str(os.getpid()).encode(), 0)
-            self._db = _connect(path)
+            self._db = connect(path)
             self._db.executescript(_SCHEMA)
             for statement in _RUN_SCHEMA:
                 self._db.execute(statement)
-            self._saved = _GroupCommit(path)
+            self._saved = GroupCommit(path)
+            self._seen: list[tuple[str, str]] = []  # for the ``seen`` table (``_keep``)
+            # Documents finished by an earlier run? If none, a run looks none up (``reuse``)
+            self.finished_any = self._any("documents")
             # Calls kept by an earlier run? If none, a run asks nothing of the table: the
             # calls this run keeps are for the next one.
-            self._earlier_calls = (
-                self._db.execute("select exists (select 1 from calls)").fetchone()[0] == 1
-            )
+            self._earlier_calls = self._any("calls")
         except (OSError, sqlite3.Error, ConfigError) as exc:
             os.close(self._lock)
             if isinstance(exc, ConfigError):
                 raise
             raise unusable(path, exc) from None
 
+    def _any(self, table: str) -> bool:
+        return bool(self._db.execute(f"select exists (select 1 from {table})").fetchone()[0])
+
     def reuse(self, key: str, source: str) -> bool:
         """If ``key`` was finished by an earlier run, keep it in this run's output."""
-        found = self._db.execute("select 1 from documents where key = ?", (key,)).fetchone()
-        if found is not None:
-            self._db.execute("insert or replace into seen values (?, ?)", (key, source))
-        return found is not None
+        return bool(self.reuse_many([(key, source)]))
+
+    def reuse_many(self, documents: Sequence[tuple[str, str]]) -> set[str]:
+        """Of ``documents`` (key, source), the keys an earlier run finished: kept in this
+        run's output. One query a batch, its answer in one row: on the event loop each
+        SQLite step lets the reading threads take the GIL, so a re-run looks up a batch of
+        documents at a time, not one each."""
+        found: set[str] = set()
+        for start in range(0, len(documents), _LOOKUP_BATCH):
+            keys = [key for key, _ in documents[start : start + _LOOKUP_BATCH]]
+            (encoded,) = self._db.execute(
+                "select json_group_array(key) from documents "
+                f"where key in ({', '.join('?' * len(keys))})",
+                keys,
+            ).fetchone()
+            found.update(json.loads(encoded))
+        self._keep([document for document in documents if document[0] in found])
+        return found
+
+    def _keep(self, documents: Sequence[tuple[str, str]], *, flush: bool = False) -> None:
+        """(key, source) of finished documents for this run's output, inserted into ``seen``
+        a few hundred to a statement (``flush``: now). A temporary table, never synced:
+        nothing durable waits on it."""
+        self._seen.extend(documents)
+        if len(self._seen) < _LOOKUP_BATCH and not flush:
+            return
+        for start in range(0, len(self._seen), _LOOKUP_BATCH):
+            batch = self._seen[start : start + _LOOKUP_BATCH]
+            self._db.execute(
+                f"insert or replace into seen values {', '.join(['(?, ?)'] * len(batch))}",
+                [value for document in batch for value in document],
+            )
+        self._seen.clear()
 
     def save(
         self, key: str, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]
@@ -249,7 +215,7 @@ class ResultStore:
             (_SAVE_DOCUMENT, (key, _encode(rows), _encode(calls))),
             ("delete from calls where doc = ?", (key,)),
         )
-        self._db.execute("insert or replace into seen values (?, ?)", (key, source))
+        self._keep([(key, source)])
 
     def add_other(self, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]) -> None:
         """Rows of this run that are not finished work (errors, skips): output only."""
@@ -270,6 +236,7 @@ class ResultStore:
 
     def _output(self, column: str) -> Iterator[tuple[str, dict[str, Any]]]:
         self._saved.flush()
+        self._keep([], flush=True)
         query = (
             f"select s.source, d.{column} from seen s join documents d on d.key = s.key "
             f"union all select source, {column} from other_rows order by 1"
@@ -277,6 +244,48 @@ class ResultStore:
         for source, encoded in self._db.execute(query):
             for record in json.loads(encoded):
                 yield source, record
+
+    # ---- The files written: a re-run that changed nothing leaves them as they are ----
+
+    def output_digest(self, schema: str) -> str | None:
+        """What this run's output is made of: its finished documents (each key names its
+        content and settings) under their sources, and ``schema`` (the files' columns).
+        None if it holds other rows (errors, skips: made afresh by each run)."""
+        self._saved.flush()
+        self._keep([], flush=True)
+        if self._db.execute("select exists (select 1 from other_rows)").fetchone()[0]:
+            return None
+        digest = hashlib.sha256(schema.encode())
+        query = "select s.key, s.source from seen s join documents d on d.key = s.key order by 1"
+        for key, source in self._db.execute(query):
+            digest.update(f"{key}\0{source}\n".encode())
+        return digest.hexdigest()
+
+    def written(self, paths: Sequence[Path], digest: str) -> dict[str, int] | None:
+        """The rows by status of the files at ``paths``, if the last run to write them wrote
+        the output ``digest`` names and they are still those files (same inode, size and
+        modification time): else None."""
+        counts: set[str] = set()
+        for path in paths:
+            found = self._db.execute(
+                "select stat, counts from written where path = ? and digest = ?",
+                (str(path), digest),
+            ).fetchone()
+            current = _stat(path)
+            if found is None or not current or found[0] != current:
+                return None
+            counts.add(found[1])
+        return json.loads(counts.pop()) if len(counts) == 1 else None
+
+    def record_written(self, paths: Sequence[Path], digest: str, counts: dict[str, int]) -> None:
+        """The files at ``paths`` now hold the output ``digest`` names (``written``)."""
+        self._db.execute("begin")
+        for path in paths:
+            self._db.execute(
+                "insert or replace into written values (?, ?, ?, ?)",
+                (str(path), _stat(path), digest, json.dumps(counts, sort_keys=True)),
+            )
+        self._db.execute("commit")
 
     # ---- Finished calls of unfinished documents: a re-run pays only for the others ----
 
@@ -352,7 +361,9 @@ class ResultStore:
         )
 
     def forget_all(self) -> None:
+        self._db.execute("delete from written")  # first: the files no longer match the state
         self._db.execute("delete from documents")
+        self.finished_any = False
         self._db.execute("delete from calls")
         self._earlier_calls = False
         self._db.execute("delete from batch_items")

@@ -85,8 +85,8 @@ class PageData:
 def gather(
     report: dict[str, Any], results: Path, calls: Path, runs: list[dict[str, Any]]
 ) -> PageData:
-    rows = _read(results, DOC_SCHEMA)
-    attempts = _read(calls, CALL_SCHEMA)
+    rows = _read(results, DOC_SCHEMA, ROW_COLUMNS)
+    attempts = _read(calls, CALL_SCHEMA, CALL_COLUMNS)
     start = datetime.fromisoformat(report["started_at"]).timestamp()
     # The calls file also holds the calls of documents reused from earlier runs: only
     # this run's attempts are drawn.
@@ -112,14 +112,21 @@ def gather(
     )
 
 
-# Columns the page never shows: not read, so a night of long answers stays out of memory.
-UNUSED = frozenset({"text", "structured_json", "notes", "request_ids", "content_hash"})
+# The standard columns the page uses (and every column a job adds): only they are read, so
+# a night of long answers, or of 100,000 documents, stays out of memory.
+ROW_COLUMNS = frozenset(
+    {"source", "status", "attempts", "model", "cost_usd", "latency_s", "input_tokens"}
+    | {"output_tokens", "error_type", "error_message"}
+)
+CALL_COLUMNS = frozenset(
+    {"started_at", "attempt", "status", "error_type", "latency_s", "input_tokens", "output_tokens"}
+)
 
 
-def _read(path: Path, schema: dict[str, Any]) -> pl.DataFrame:
+def _read(path: Path, schema: dict[str, Any], used: frozenset[str]) -> pl.DataFrame:
     if not path.exists():
-        return pl.DataFrame(schema={k: v for k, v in schema.items() if k not in UNUSED})
-    columns = [name for name in pl.read_parquet_schema(path) if name not in UNUSED]
+        return pl.DataFrame(schema={k: v for k, v in schema.items() if k in used})
+    columns = [name for name in pl.read_parquet_schema(path) if name in used or name not in schema]
     return pl.read_parquet(path, columns=columns)
 
 
