@@ -90,7 +90,7 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._follow = follow_server
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # free: taken without an event-loop trip
         self._cooldown_until = clock()
         self._history = _History()
         self._server_capacity: dict[str, float] = {}

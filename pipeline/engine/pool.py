@@ -92,8 +92,10 @@ class Pool:
         self.check = check  # preflight the endpoint before the first call
         self.concurrency = self.capacity = limits.max_concurrency or CONCURRENCY
         self.pacer = Pacer(limits, clock=clock, sleep=sleep)
-        self._workers = anyio.CapacityLimiter(self.concurrency)  # a call, its retries included
-        self._slots = anyio.CapacityLimiter(self.concurrency)  # an attempt, paced and sent
+        # A call, its retries included; and an attempt, paced and sent. A free one is taken
+        # without a trip through the event loop (fast_acquire): one fewer a call for each.
+        self._workers = anyio.Semaphore(self.concurrency, fast_acquire=True)
+        self._slots = anyio.Semaphore(self.concurrency, fast_acquire=True)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._rng = rng or random.Random()
         self.counts = Counts()

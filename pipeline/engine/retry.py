@@ -6,7 +6,9 @@ drops a zero, a date already past or a value that is not a finite number; no wai
 than ``pipeline.core.limits.MAX_PAUSE_S``), else exponential backoff with jitter;
 ``x-should-retry`` overrides the error's class either way (see
 ``pipeline.core.errors.is_retryable``).
-Tenacity runs the loop; the clock and sleep are injected.
+The loop is a plain one (tenacity's set-up and bookkeeping cost 80 us a call, more than the
+rest of the pool's own work: docs/benchmarks.md, "Client CPU"); the clock and sleep are
+injected.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from pipeline.core.errors import ConfigError, PipelineError, is_retryable
 from pipeline.core.limits import MAX_PAUSE_S, Clock, Sleep
@@ -60,29 +60,22 @@ async def call_with_retries(
     rng: random.Random,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the policy's budget is spent;
-    then re-raise the last error."""
+    then re-raise the last error.
+
+    After a failure that may pass, the wait is drawn first, then the budget is checked: no
+    attempt starts after ``max_attempts``, nor once ``max_elapsed_s`` has gone, and no wait
+    runs past it."""
     started = clock()
-
-    def stop(state: RetryCallState) -> bool:
-        return (
-            state.attempt_number >= policy.max_attempts or clock() - started >= policy.max_elapsed_s
-        )
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        remaining = max(0.0, policy.max_elapsed_s - (clock() - started))
-        return min(policy.wait_s(state.attempt_number, error, rng), remaining)
-
-    retrying = AsyncRetrying(
-        stop=stop,
-        wait=wait,
-        retry=retry_if_exception(is_retryable),
-        sleep=sleep,
-        reraise=True,
-    )
-
-    async def once() -> T:  # tenacity awaits only what it can see is a coroutine function
-        return await attempt()
-
-    result: T = await retrying(once)
-    return result
+    number = 0
+    while True:
+        number += 1
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            remaining = max(0.0, policy.max_elapsed_s - (clock() - started))
+            wait = min(policy.wait_s(number, exc, rng), remaining)
+            if number >= policy.max_attempts or clock() - started >= policy.max_elapsed_s:
+                raise
+        await sleep(wait)
