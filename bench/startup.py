@@ -7,8 +7,10 @@ Each command runs as a subprocess of the checkout's own ``.venv/bin/python`` fro
 checkout's folder; wall time is measured around the process, peak RSS is ``wait4``'s
 ``ru_maxrss``. Medians over the rounds, the checkouts interleaved so that load on the
 machine hits both alike. Commands: ``pipeline --help``; ``pipeline validate`` of the sample
-job (loads the spec and lists the inputs: what a run does before its first request); and
-the modules a text run imports before its first request.
+job (loads the spec and lists the inputs: what a run does before its first request); the
+modules a text run imports before its first request; and those with the run's HTTP client
+made (no request sent): making it imports httpcore2, which imports trio when it is installed
+(the dev extra brings it, with selenium), and loads the CA bundle.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ COMMANDS = {
         "-c",
         "import pipeline.cli, pipeline.run.runner, pipeline.output.progress, pipeline.readers.read",
     ],
+    "a run's imports and its client": [
+        "-c",
+        "import pipeline.cli, pipeline.run.runner, pipeline.output.progress, pipeline.readers.read"
+        "; from pipeline.config.endpoint import ApiKey, Endpoint"
+        "; from pipeline.engine.client import MessagesClient"
+        "; MessagesClient(Endpoint('https://ai.megallm.io', ApiKey('k')))",
+    ],
 }
-HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf")
+HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf", "trio")
 
 
 def measure(checkout: Path, args: list[str]) -> tuple[float, float]:

@@ -35,6 +35,12 @@ import anyio
 from pipeline.core.limits import MAX_PAUSE_S, Clock, Limits, Sleep, TokenBucket
 
 RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
+# Each resource's anthropic-ratelimit-*-remaining and -limit header names, made once.
+_HEADERS = tuple(
+    (resource, f"{prefix}-remaining", f"{prefix}-limit")
+    for resource in RESOURCES
+    for prefix in (f"anthropic-ratelimit-{resource.replace('_', '-')}",)
+)
 # Token "remaining" headers are rounded to the nearest thousand: trust them 500 less.
 _TOKEN_ROUNDING = 500
 _HISTORY_SECONDS = 900.0
@@ -184,14 +190,13 @@ class Pacer:
         # by how far they ran over so far, when deciding to slow down.
         ratio = min(1.0, self._charged / self._estimated) if self._estimated else 1.0
         elapsed = max(0.0, self._clock() - sent_at)
-        for resource in RESOURCES:
-            prefix = f"anthropic-ratelimit-{resource.replace('_', '-')}"
-            remaining = _number(headers.get(f"{prefix}-remaining"))
+        for resource, remaining_header, limit_header in _HEADERS:
+            remaining = _number(headers.get(remaining_header))
             if remaining is None:
                 continue
             bucket = self.buckets.get(resource)
             if bucket is None:
-                limit = _number(headers.get(f"{prefix}-limit"))
+                limit = _number(headers.get(limit_header))
                 if limit is None or limit < 1:
                     continue
                 bucket = self.buckets[resource] = self._bucket(int(limit))
