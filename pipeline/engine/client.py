@@ -37,6 +37,7 @@ from pipeline.core.models import Reply
 from pipeline.core.version import __version__
 from pipeline.engine.status import STATUS_OF_TYPE, error_from_status
 from pipeline.engine.stream import StreamAssembler, reply_from_message
+from pipeline.engine.transport import cheap_readability
 
 API_VERSION = "2023-06-01"
 
@@ -113,6 +114,8 @@ class MessagesClient:
             transport=transport,
             trust_env=not direct,
         )
+        if transport is None:  # a transport of the caller's (a test's) is used as it is
+            cheap_readability(self._http)
 
     def __repr__(self) -> str:
         return f"MessagesClient(base_url={self.endpoint.base_url!r})"
