@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf")
+HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf", "httpcore2", "trio")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -38,6 +38,16 @@ def test_a_run_starts_without_the_simulator_or_the_pdf_and_table_readers() -> No
         "assert 'pipeline.readers.tables' not in sys.modules, 'the table reader was imported'"
     )
     assert not loaded_after(code) & {"uvicorn", "starlette", "pypdf"}
+
+
+def test_httpcore2_and_trio_wait_for_the_client_to_be_made() -> None:
+    # httpcore2 imports trio when it is installed (the dev extra brings it): 0.1-0.2 s paid
+    # when a run (or validate, which asks the endpoint) makes its client, never by --help
+    code = (
+        "import pipeline.cli, pipeline.run.runner, pipeline.output.progress\n"
+        "import pipeline.readers.read, pipeline.engine.client"
+    )
+    assert not loaded_after(code) & {"httpcore2", "trio"}
 
 
 def test_the_simulator_names_still_import_on_demand() -> None:

@@ -7,6 +7,8 @@ with 40 connections, most of them idle between calls, that was a third of the En
 a request (docs/benchmarks.md, "Client CPU"). ``cheap_readability`` wraps the pool's own
 network backend so that each stream keeps its socket and answers with the same check
 (httpcore2's ``is_socket_readable``); every other call goes to the stream underneath.
+httpcore2 is imported when the client is made, as httpx2 does (it imports trio, when that is
+installed): not at a run's start.
 """
 
 # The methods take httpcore2's interface as it is, a timeout argument included.
@@ -15,21 +17,25 @@ network backend so that each stream keeps its socket and answers with the same c
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import httpcore2
 import httpx2
-from httpcore2._utils import is_socket_readable
+
+Readable = Callable[[Any], bool]
 
 
-class _Stream(httpcore2.AsyncNetworkStream):
-    def __init__(self, inner: httpcore2.AsyncNetworkStream, sock: Any = None) -> None:
+class _Stream:
+    """httpcore2's ``AsyncNetworkStream``, over another."""
+
+    def __init__(self, inner: Any, readable: Readable, sock: Any = None) -> None:
         self._inner = inner
+        self._readable = readable
         self._sock = sock if sock is not None else inner.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+        data: bytes = await self._inner.read(max_bytes, timeout)
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         await self._inner.write(buffer, timeout)
@@ -42,19 +48,22 @@ class _Stream(httpcore2.AsyncNetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
+    ) -> _Stream:
         tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _Stream(tls, self._sock)  # the same socket underneath the TLS layer
+        return _Stream(tls, self._readable, self._sock)  # the same socket under the TLS layer
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable" and self._sock is not None:
-            return is_socket_readable(self._sock)
+            return self._readable(self._sock)
         return self._inner.get_extra_info(info)
 
 
-class _Backend(httpcore2.AsyncNetworkBackend):
-    def __init__(self, inner: httpcore2.AsyncNetworkBackend) -> None:
+class _Backend:
+    """httpcore2's ``AsyncNetworkBackend``, over another: its streams are ``_Stream``s."""
+
+    def __init__(self, inner: Any, readable: Readable) -> None:
         self.inner = inner
+        self._readable = readable
 
     async def connect_tcp(
         self,
@@ -63,14 +72,15 @@ class _Backend(httpcore2.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
+    ) -> _Stream:
         stream = await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _Stream(stream)
+        return _Stream(stream, self._readable)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore2.AsyncNetworkStream:
-        return _Stream(await self.inner.connect_unix_socket(path, timeout, socket_options))
+    ) -> _Stream:
+        stream = await self.inner.connect_unix_socket(path, timeout, socket_options)
+        return _Stream(stream, self._readable)
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
@@ -79,10 +89,14 @@ class _Backend(httpcore2.AsyncNetworkBackend):
 def cheap_readability(client: httpx2.AsyncClient) -> bool:
     """Wrap the network backend of ``client``'s own connection pool (not a transport a
     caller gave, nor a proxy's); False when httpx2 no longer has it where this looks."""
+    import httpcore2  # what httpx2 has just imported to make the pool
+    from httpcore2._utils import is_socket_readable
+
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if not isinstance(pool, httpcore2.AsyncConnectionPool) or backend is None:
         return False
     if not isinstance(backend, _Backend):
-        pool._network_backend = _Backend(backend)
+        wrapped: Any = _Backend(backend, is_socket_readable)
+        pool._network_backend = wrapped
     return True

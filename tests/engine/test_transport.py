@@ -8,6 +8,7 @@ from typing import Any
 
 import httpcore2
 import pytest
+from httpcore2._utils import is_socket_readable
 
 from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.engine.client import MessagesClient
@@ -32,7 +33,7 @@ def test_an_idle_connection_reads_as_closed_once_the_server_closes_it() -> None:
     ours, theirs = socket.socketpair()
     try:
         inner = Inner(ours)
-        stream = _Stream(inner)
+        stream = _Stream(inner, is_socket_readable)
         assert stream.get_extra_info("is_readable") is False  # open, nothing sent
         theirs.close()
         assert stream.get_extra_info("is_readable") is True  # the next read returns b""
