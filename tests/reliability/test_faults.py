@@ -253,12 +253,15 @@ class Outage:
         self.state = "up"
 
     async def __call__(self, now: float) -> None:
+        # Stopped and started on the event loop, blocking it: no other call runs between the
+        # virtual moment and the server's change (a start in a worker thread let calls find
+        # the port still closed after the outage had ended, and fail under a loaded machine).
         if self.state == "up" and now >= self.down_at:
             self.state = "down"
-            await anyio.to_thread.run_sync(self.server.stop)
+            self.server.stop()
         elif self.state == "down" and self.back_at is not None and now >= self.back_at:
             self.state = "back"
-            await anyio.to_thread.run_sync(self.server.start)
+            self.server.start()
 
 
 # Pacing at 10 requests a second puts the engine to sleep between requests, so the virtual
