@@ -109,10 +109,12 @@ class RayReading:
     def close(self) -> None:
         for ref in self._pending:
             ray.cancel(ref)
+        nodes = len(self.nodes)
         log.info(
-            "%d files read on %d nodes of the cluster",
+            "%d files read on %d %s of the cluster",
             sum(self.nodes.values()),
-            len(self.nodes),
+            nodes,
+            "node" if nodes == 1 else "nodes",
             extra={"event": "cluster_reads", "nodes": dict(self.nodes), "pids": sorted(self.pids)},
         )
 

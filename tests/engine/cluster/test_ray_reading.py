@@ -34,7 +34,7 @@ def make_docs(folder: Path) -> Path:
         shutil.copy(pdf, folder / pdf.name)
     for n in range(12):
         (folder / f"note-{n:02d}.txt").write_text(f"Note {n}: the board met. " * (n + 1))
-    (folder / "long.md").write_text("The committee read the report. " * 4_000)
+    (folder / "long.md").write_text("The committee read the report. " * 1_000)
     return folder
 
 
@@ -55,7 +55,7 @@ def test_reading_on_the_cluster_gives_a_local_runs_rows_read_on_the_nodes(
             overrides={
                 **LIMITS,
                 "endpoint.api_key_env": KEY_VARIABLE,
-                "chunking.max_chunk_tokens": 4000,
+                "chunking.max_chunk_tokens": 1500,
             },
             inputs=[str(docs)],
             output=str(tmp_path / output),
