@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from pipeline.config.spec import Job
     from pipeline.core.defaults import ModelSet
     from pipeline.engine.cluster.executor import EngineFactory
+    from pipeline.engine.reading import ReadingFactory
     from pipeline.output.report import Tally
-    from pipeline.run.inputs import ReadingFactory
     from pipeline.run.runner import RunControl, RunOutcome
 
 log = logging.getLogger("pipeline.run")

@@ -13,10 +13,10 @@ first round too (a ``Planned``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -24,6 +24,7 @@ from anyio.abc import ObjectSendStream
 from pipeline.config.spec import Job
 from pipeline.core.errors import InputProblem
 from pipeline.core.models import Document
+from pipeline.engine.reading import Item, Reading, ReadingFactory
 from pipeline.output.report import Tally
 from pipeline.readers import Candidate, InputOptions
 from pipeline.readers.formats import lookup
@@ -38,21 +39,7 @@ READ_THREADS = 4
 DISCOVER_BATCH = 64
 READ_BATCH = 16  # files other than PDFs read per hand-off to a thread
 
-Item = Document | Planned | tuple[str, InputProblem]
 Out = ObjectSendStream[Item]
-
-
-class Reading(Protocol):
-    """Where files are read: ``slots`` batches at once, each by ``read``."""
-
-    slots: int
-
-    async def read(self, candidates: list[Candidate]) -> list[Item]: ...
-
-
-# Opens a run's reading for (job, its input options, the chunk budget if the reading may plan
-# each document's first round, else None); closing it stops what it started.
-ReadingFactory = Callable[[Job, InputOptions, int | None], AbstractContextManager[Reading]]
 
 
 class LocalReading:

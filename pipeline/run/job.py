@@ -25,6 +25,7 @@ from pipeline.engine.base import Engine, RunTotals
 from pipeline.engine.batch import BatchEngine
 from pipeline.engine.client import MessagesClient
 from pipeline.engine.pool import Pool
+from pipeline.engine.reading import Item, ReadingFactory
 from pipeline.engine.retry import RetryPolicy
 from pipeline.output.report import Tally
 from pipeline.run import finish
@@ -32,7 +33,7 @@ from pipeline.run.budget import BudgetGuard
 from pipeline.run.context import Context
 from pipeline.run.document import answer
 from pipeline.run.finish import RunOutcome
-from pipeline.run.inputs import READ_THREADS, Item, Reader, ReadingFactory
+from pipeline.run.inputs import READ_THREADS, Reader
 from pipeline.run.record import Rows
 from pipeline.run.review import review_tools, reviewed
 from pipeline.shaping.planner import FirstRound, Planned

@@ -23,10 +23,11 @@ from pipeline.core.errors import RunBusy, first_pipeline_error
 from pipeline.core.limits import Clock, Sleep
 from pipeline.engine.base import Engine
 from pipeline.engine.client import MessagesClient
+from pipeline.engine.reading import ReadingFactory
 from pipeline.output.progress import Display
 from pipeline.output.report import Tally
 from pipeline.run.finish import RunOutcome
-from pipeline.run.inputs import ReadingFactory, check_inputs
+from pipeline.run.inputs import check_inputs
 from pipeline.run.job import JobRun
 from pipeline.shaping.repomap import map_for
 from pipeline.shaping.tokens import estimate_text

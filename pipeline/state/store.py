@@ -205,6 +205,11 @@ class ResultStore:
             )
         self._seen.clear()
 
+    def _settle(self) -> None:
+        """Everything this run finished, committed, and its output's list (``seen``) whole."""
+        self._saved.flush()
+        self._keep([], flush=True)
+
     def save(
         self, key: str, source: str, rows: Sequence[DocumentRow], calls: Sequence[CallRow]
     ) -> None:
@@ -235,8 +240,7 @@ class ResultStore:
             yield CallRow.from_record(record)
 
     def _output(self, column: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        self._saved.flush()
-        self._keep([], flush=True)
+        self._settle()
         query = (
             f"select s.source, d.{column} from seen s join documents d on d.key = s.key "
             f"union all select source, {column} from other_rows order by 1"
@@ -251,9 +255,8 @@ class ResultStore:
         """What this run's output is made of: its finished documents (each key names its
         content and settings) under their sources, and ``schema`` (the files' columns).
         None if it holds other rows (errors, skips: made afresh by each run)."""
-        self._saved.flush()
-        self._keep([], flush=True)
-        if self._db.execute("select exists (select 1 from other_rows)").fetchone()[0]:
+        self._settle()
+        if self._any("other_rows"):
             return None
         digest = hashlib.sha256(schema.encode())
         query = "select s.key, s.source from seen s join documents d on d.key = s.key order by 1"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 
 import ray
 
@@ -27,13 +27,13 @@ from pipeline.engine.cluster.caller import CallerSpec
 from pipeline.engine.cluster.engine import RayEngine
 from pipeline.engine.cluster.limiter import connect_limiter
 from pipeline.engine.cluster.reading import RayReading
+from pipeline.engine.reading import ReadingFactory
 from pipeline.engine.retry import RetryPolicy
 from pipeline.readers import InputOptions
 
 log = logging.getLogger("pipeline.cluster")
 
 EngineFactory = Callable[[Job, Endpoint], Engine]
-ReadingFactory = Callable[[Job, InputOptions, int | None], AbstractContextManager[RayReading]]
 
 
 def connect(address: str | None) -> None:

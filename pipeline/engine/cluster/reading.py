@@ -31,8 +31,9 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from pipeline.config.spec import Job
-from pipeline.core.errors import InputProblem, Unreadable
+from pipeline.core.errors import Unreadable
 from pipeline.core.models import Document
+from pipeline.engine.reading import Item
 from pipeline.readers import Candidate, InputOptions
 from pipeline.readers.options import PdfTextName
 from pipeline.readers.pdfpool import EXTRACTORS, PdfTextPool
@@ -42,8 +43,6 @@ from pipeline.shaping.planner import Planned, first_round
 log = logging.getLogger("pipeline.cluster")
 
 READS_PER_CPU = 2  # tasks in flight per CPU of the cluster: one reading, one waiting
-
-Item = Document | Planned | tuple[str, InputProblem]
 
 # A Ray worker process's PDF pools, by extractor: kept for the next task it runs (a pool's
 # worker process starts on the first PDF, and exits with the Ray worker).
