@@ -1,19 +1,38 @@
 """The command line starts without the heavy libraries: the simulator's server (uvicorn,
 starlette), polars and pyarrow and pypdf (PDFs) are imported only by the code that uses them.
-Time and memory are measured in bench/startup.py; this checks the cause."""
+Nor does it load what only some jobs or commands use (round four of issue 15's start-up):
+rich without a terminal's bar, the Batches API without ``batch``, a review's tools, PDF
+workers' multiprocessing, the encoding detector, ``importlib.metadata`` for the version; and
+``validate`` loads neither the runner nor the HTTP client. Time and memory are measured in
+bench/startup.py; this checks the cause, so that what was deferred stays deferred."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf", "httpcore2", "trio")
+RUN_IMPORTS = (
+    "import pipeline.cli, pipeline.run.runner, pipeline.output.progress\n"
+    "import pipeline.readers.read"
+)
+SAMPLE_JOB = Path(__file__).resolve().parent.parent / "jobs" / "summarize.toml"
 
 
-def loaded_after(code: str) -> set[str]:
-    probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
+def loaded_after(
+    code: str, watched: tuple[str, ...] = HEAVY, env: dict[str, str] | None = None
+) -> set[str]:
+    probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {watched!r} if m in sys.modules))"
     out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     last = out.stdout.splitlines()[-1]
     assert last.startswith("loaded:")
@@ -64,3 +83,44 @@ def test_the_command_line_imports_the_simulator_only_when_simulating() -> None:
         "assert 'pipeline.simulator' not in sys.modules, 'the simulator was imported'"
     )
     loaded_after(code)  # raises (check=True) when the assertion fails
+
+
+def test_help_loads_neither_pydantic_nor_rich_nor_the_package_metadata() -> None:
+    code = (
+        "from pipeline.cli import build_parser\n"
+        "try:\n    build_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    watched = ("pydantic", "rich", "importlib.metadata", "pipeline.output.report")
+    assert loaded_after(code, watched) == set()
+
+
+def test_the_version_is_the_installed_packages() -> None:
+    # a constant (pipeline.core.version) that pyproject.toml reads: the two cannot drift
+    import pipeline
+
+    assert pipeline.__version__ == importlib.metadata.version("pipeline")
+
+
+def test_a_plain_run_does_not_load_what_only_some_jobs_use() -> None:
+    watched = (
+        "rich",  # the live bar: made only on a terminal (pipeline.cli.common.start_logging)
+        "pipeline.engine.batch",  # endpoint.mode = "batch"
+        "pipeline.run.review",  # review.tools
+        "pipeline.readers.tools",
+        "multiprocessing",  # the PDF workers, started with the first PDF
+        "charset_normalizer",  # text that is not UTF-8
+        "difflib",  # a model the endpoint does not serve: the nearest one it does
+    )
+    assert loaded_after(RUN_IMPORTS, watched) == set()
+
+
+def test_validate_without_a_key_loads_neither_the_runner_nor_the_client() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
+    code = (
+        "import contextlib, io\n"
+        "from pipeline.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['validate', {str(SAMPLE_JOB)!r}]) == 0"
+    )
+    watched = ("pipeline.run.runner", "pipeline.engine.client", "httpx2", "anyio", "rich")
+    assert loaded_after(code, watched, env) == set()

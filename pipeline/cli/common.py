@@ -74,11 +74,11 @@ def job_endpoint(job: Job) -> Endpoint | None:
 
 def check_model(job: Job) -> str:
     """Check the job's model (and batches) against the endpoint; say what was checked."""
-    from pipeline.engine import preflight
-
     endpoint = job_endpoint(job)
     if endpoint is None:
         return "not checked against the endpoint: no API key set"
+    from pipeline.engine import preflight  # the HTTP client: only when there is a key
+
     try:
         served = preflight.check_job(job, endpoint)
     except Transient as exc:  # busy: a run would retry; this is only a check

@@ -47,7 +47,7 @@ def add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from pipeline.run.runner import check_inputs
+    from pipeline.readers.job import check_inputs
     from pipeline.shaping.tokens import estimate_text
 
     job = load(args)
@@ -64,8 +64,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     from pipeline.engine.client import MessagesClient
+    from pipeline.readers.job import check_inputs
     from pipeline.run import plan
-    from pipeline.run.runner import check_inputs
 
     job = load(args)
     check_inputs(job)

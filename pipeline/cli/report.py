@@ -8,7 +8,6 @@ from pathlib import Path
 
 from pipeline.cli.common import EXIT_OK
 from pipeline.core import logs
-from pipeline.output import report
 
 
 def add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +29,8 @@ def add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from pipeline.output import report
+
     past = report.load(args.output)
     if args.html is not None:
         from pipeline.output import page  # Jinja2 and the charts: loaded only for a page

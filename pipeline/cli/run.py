@@ -20,7 +20,6 @@ from pipeline.cli.common import (
 from pipeline.config import paths
 from pipeline.core import logs
 from pipeline.core.defaults import MODEL_SETS
-from pipeline.output import report
 
 if TYPE_CHECKING:
     from pipeline.config.spec import Job
@@ -120,6 +119,8 @@ def _add_progress(run: argparse.ArgumentParser) -> None:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
+    from pipeline.output import report
+
     job = load(args)
     spec = job.spec
     display = start_logging(args)

@@ -19,7 +19,6 @@ that family's row. A model in no row has no price and no facts: never a guess.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -212,6 +211,8 @@ def suggest(wanted: str, served: list[str]) -> str | None:
 
 
 def _nearest(wanted: str, names: list[str]) -> str:
+    import difflib  # a near miss to suggest: only when a model is not served
+
     by_normal = {_normal(name): name for name in names}
     close = difflib.get_close_matches(_normal(wanted), list(by_normal), n=1, cutoff=0)
     return by_normal[close[0]] if close else names[0]

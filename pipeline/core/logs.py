@@ -18,10 +18,10 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.logging import RichHandler
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # C0 and C1 controls and DEL (ESC starts terminal sequences; CSI is U+009B), and the
@@ -108,6 +108,8 @@ def configure(
     root.propagate = False
     screen: logging.Handler
     if console is not None and not json_lines:
+        from rich.logging import RichHandler  # rich: only for a live bar on a terminal
+
         screen = RichHandler(console=console, show_path=False, markup=False)
     else:
         screen = logging.StreamHandler(stream)

@@ -7,21 +7,15 @@ through logging (``pipeline.output.progress``), so ``--log-json`` turns it into 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from pipeline.core.limits import Sleep
 from pipeline.output.report import Tally
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("pipeline.progress")
 
@@ -95,6 +89,15 @@ class Bar:
         self.console = console
 
     async def run(self, tally: Tally) -> None:
+        from rich.progress import (  # rich's bar: only when there is a terminal to show it
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (
             TextColumn("[bold]documents"),
             BarColumn(),

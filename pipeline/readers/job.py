@@ -1,11 +1,15 @@
 """What a job's ``[inputs]`` mean to the readers: its ``InputOptions``, the one way every part
-that reads the inputs (a run, ``plan``, a review's map and tools) gets them."""
+that reads the inputs (a run, ``plan``, a review's map and tools) gets them; and
+``check_inputs``, the check a run, ``plan`` and ``validate`` make before anything is sent."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pipeline.config.spec import Job
 from pipeline.core.rows import DOCUMENT_COLUMNS, structured_columns
 from pipeline.readers.options import InputOptions, TableOptions
+from pipeline.readers.sources import find
 
 
 def _table_options(job: Job) -> TableOptions | None:
@@ -40,3 +44,16 @@ def input_options(job: Job) -> InputOptions:
         pdf_text=inputs.pdf_text,
         code=inputs.code,
     )
+
+
+def check_inputs(job: Job) -> dict[str, Any]:
+    """Raise ConfigError now, before anything is sent, if an input path matches nothing (or
+    a table lacks a column the job names); StorageRefused if a bucket refuses the
+    credentials. Returns a table job's kept columns (name -> Parquet type)."""
+    options = input_options(job)
+    if options.table is not None:
+        from pipeline.readers import tables  # polars and pyarrow: only for a table job
+
+        return tables.check(find(options), options.table)
+    next(iter(find(options)), None)
+    return {}

@@ -15,21 +15,22 @@ worker whose run was killed with ``kill -9`` exits too: when idle, its pipe clos
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import InputProblem, TooLarge, Unreadable
 from pipeline.core.models import Section
 from pipeline.readers.options import PdfTextName
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 TIME_LIMIT_S = 120.0  # as pdf.TEXT_BUDGET_S: the worker's own check, between pages, comes first
 _GRACE_S = 2.0  # past the limit, for the worker's own (gentler) stop to arrive
@@ -97,6 +98,8 @@ def _serve(conn: Connection, extract: Extract) -> None:
 
 class _Worker:
     def __init__(self, extract: Extract) -> None:
+        import multiprocessing  # with the first PDF: a run without PDFs never loads it
+
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process: BaseProcess = context.Process(

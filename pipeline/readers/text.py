@@ -10,8 +10,6 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
-import charset_normalizer
-
 _WIDE_BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -71,6 +69,8 @@ def decode(data: bytes) -> Decoded:
 
 
 def _detect(data: bytes) -> Decoded:
+    import charset_normalizer  # only for bytes that are not UTF-8: most runs never need it
+
     results = list(charset_normalizer.from_bytes(data))
     if not results:
         raise NotText(nul=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config.spec import Job
 from pipeline.core.errors import NotOffered, NotSent, PipelineError
@@ -19,13 +19,15 @@ from pipeline.core.models import Call, CallResult, Usage
 from pipeline.engine.base import Engine
 from pipeline.engine.client import MessagesClient
 from pipeline.output.report import Tally
-from pipeline.readers.tools import ToolBox
 from pipeline.run.budget import BudgetGuard
 from pipeline.run.record import Ledger, Rows
 from pipeline.shaping.planner import Unit, request_for
 from pipeline.shaping.request_tokens import estimate_request
 from pipeline.state.calls import decode, encode, request_hash
 from pipeline.state.store import ResultStore
+
+if TYPE_CHECKING:
+    from pipeline.readers.tools import ToolBox
 
 log = logging.getLogger("pipeline.run")
 

@@ -16,7 +16,6 @@ import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -228,16 +227,3 @@ def _chunks(
     pdfs = [[c] for c in candidates if pdfs_alone and _is_pdf(c, options)]
     small = [c for c in candidates if not (pdfs_alone and _is_pdf(c, options))]
     return pdfs + [small[n : n + READ_BATCH] for n in range(0, len(small), READ_BATCH)]
-
-
-def check_inputs(job: Job) -> dict[str, Any]:
-    """Raise ConfigError now, before anything is sent, if an input path matches nothing (or
-    a table lacks a column the job names); StorageRefused if a bucket refuses the
-    credentials. Returns a table job's kept columns (name -> Parquet type)."""
-    options = input_options(job)
-    if options.table is not None:
-        from pipeline.readers import tables  # polars and pyarrow: only for a table job
-
-        return tables.check(find(options), options.table)
-    next(iter(find(options)), None)
-    return {}

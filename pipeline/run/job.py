@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream
@@ -22,7 +22,6 @@ from pipeline.core.errors import InputProblem, first_pipeline_error
 from pipeline.core.limits import Clock, Sleep
 from pipeline.core.models import Document
 from pipeline.engine.base import Engine, RunTotals
-from pipeline.engine.batch import BatchEngine
 from pipeline.engine.client import MessagesClient
 from pipeline.engine.pool import Pool
 from pipeline.engine.reading import Item, ReadingFactory
@@ -35,10 +34,12 @@ from pipeline.run.document import answer
 from pipeline.run.finish import RunOutcome
 from pipeline.run.inputs import READ_THREADS, Reader
 from pipeline.run.record import Rows
-from pipeline.run.review import review_tools, reviewed
 from pipeline.shaping.planner import FirstRound, Planned
 from pipeline.shaping.prompts import head_of, worth_caching
 from pipeline.state.store import ResultStore, settings_hash
+
+if TYPE_CHECKING:
+    from pipeline.readers.tools import ToolBox
 
 log = logging.getLogger("pipeline.run")
 
@@ -80,7 +81,7 @@ class JobRun:
             chunk_tokens,
             stop=self.stop,
             stopping=lambda: self.stopping,
-            tools=review_tools(job),
+            tools=_review_tools(job),
         )
         # ``reading``: where the files are read (by default, here); it may plan the
         # documents' first rounds too (not a review's: it asks with tools, in its own way)
@@ -139,6 +140,8 @@ class JobRun:
         async def answered(document: Document, first: FirstRound | None) -> None:
             try:
                 if self.context.tools:
+                    from pipeline.run.review import reviewed
+
                     await reviewed(document, self.context)
                 else:
                     await answer(document, self.context, first)
@@ -165,6 +168,16 @@ class JobRun:
         self.store.add_other(source, [row], [])
 
 
+def _review_tools(job: Job) -> ToolBox | None:
+    """The review's tools (``review.tools``), or None: ``pipeline.run.review`` and the tools'
+    reader are loaded only for a job that has them."""
+    if not job.spec.review.tools:
+        return None
+    from pipeline.run.review import review_tools
+
+    return review_tools(job)
+
+
 def make_engine(
     job: Job,
     client: MessagesClient,
@@ -177,6 +190,8 @@ def make_engine(
     """The job's engine: Message Batches (``batch = true``) or the online pool."""
     spec = job.spec
     if job.batch:
+        from pipeline.engine.batch import BatchEngine  # the Batches API: only for batch = true
+
         return BatchEngine(
             client,
             store,

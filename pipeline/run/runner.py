@@ -26,8 +26,8 @@ from pipeline.engine.client import MessagesClient
 from pipeline.engine.reading import ReadingFactory
 from pipeline.output.progress import Display
 from pipeline.output.report import Tally
+from pipeline.readers.job import check_inputs
 from pipeline.run.finish import RunOutcome
-from pipeline.run.inputs import check_inputs
 from pipeline.run.job import JobRun
 from pipeline.shaping.repomap import map_for
 from pipeline.shaping.tokens import estimate_text
