@@ -11,14 +11,22 @@ job (loads the spec and lists the inputs: what a run does before its first reque
 modules a text run imports before its first request; and those with the run's HTTP client
 made (no request sent): making it imports httpcore2, which imports trio when it is installed
 (the dev extra brings it, with selenium), and loads the CA bundle.
+
+The last row, "to the first request", is a real ``pipeline run`` of the sample job with a
+key, its base URL a socket this script listens on (127.0.0.1; nothing answers): the time
+from starting the process to the first byte of its first request (``GET /v1/models``, the
+run's check of key and model, sent before any document), and the peak RSS then (the run is
+killed there; its output goes to a temporary folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +48,7 @@ COMMANDS = {
         "; MessagesClient(Endpoint('https://ai.megallm.io', ApiKey('k')))",
     ],
 }
+FIRST_REQUEST = "to the first request"
 HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf", "trio")
 
 
@@ -57,9 +66,42 @@ def measure(checkout: Path, args: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
+def first_request(checkout: Path) -> tuple[float, float]:
+    """(seconds to the first byte of the run's first request, peak RSS MB then) of
+    ``pipeline run jobs/summarize.toml`` in ``checkout``, against a socket that never answers."""
+    python = checkout / ".venv" / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("API_KEY", "BASE_URL"))}
+    env["MEGALLM_API_KEY"] = "bench-not-a-key"
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        tempfile.TemporaryDirectory() as out,
+    ):
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        args = ["-m", "pipeline", "run", "jobs/summarize.toml", "--base-url", url, "-q"]
+        args += ["--output", str(Path(out) / "summaries.parquet")]
+        server.settimeout(60)
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [str(python), *args],
+            cwd=checkout,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(1)
+                arrived = time.perf_counter() - started
+        finally:
+            process.kill()
+            _, _, usage = os.wait4(process.pid, 0)
+    return arrived, usage.ru_maxrss / 1024
+
+
 def heavy_imports(checkout: Path, args: list[str]) -> str:
     """Which of ``HEAVY`` the command has imported when it ends (``-c`` commands only)."""
-    if args[0] != "-c":
+    if not args or args[0] != "-c":
         return "-"
     probe = f"{args[1]}; import sys; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     python = checkout / ".venv" / "bin" / "python"
@@ -76,11 +118,12 @@ def main() -> None:
     header = "| checkout | command | wall s (median) | peak RSS MB (median) | heavy modules |"
     print(header)
     print(separator(header))
-    for name, command in COMMANDS.items():
+    for name, command in [*COMMANDS.items(), (FIRST_REQUEST, [])]:
         samples: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
         for _ in range(args.rounds):
             for checkout in checkouts:
-                samples[checkout].append(measure(checkout, command))
+                timed = first_request(checkout) if name == FIRST_REQUEST else None
+                samples[checkout].append(timed or measure(checkout, command))
         for checkout in checkouts:
             walls = [wall for wall, _ in samples[checkout]]
             rss = [mb for _, mb in samples[checkout]]
