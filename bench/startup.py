@@ -77,7 +77,7 @@ def first_request(checkout: Path) -> tuple[float, float]:
         tempfile.TemporaryDirectory() as out,
     ):
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
-        args = ["-m", "pipeline", "run", "jobs/summarize.toml", "--base-url", url, "-q"]
+        args = ["-m", "pipeline", "run", "jobs/summarize.toml", "--base-url", url]
         args += ["--output", str(Path(out) / "summaries.parquet")]
         server.settimeout(60)
         started = time.perf_counter()

@@ -124,3 +124,19 @@ def test_validate_without_a_key_loads_neither_the_runner_nor_the_client() -> Non
     )
     watched = ("pipeline.run.runner", "pipeline.engine.client", "httpx2", "anyio", "rich")
     assert loaded_after(code, watched, env) == set()
+
+
+def test_a_quiet_or_json_run_sets_up_its_logging_without_rich() -> None:
+    # no live bar is shown with either option, so rich's console is not made to ask for one
+    for option in ("quiet", "log_json"):
+        code = (
+            "import argparse\n"
+            "from pipeline.cli.common import start_logging\n"
+            "from pipeline.core import logs\n"
+            "args = argparse.Namespace(quiet=False, log_json=False, log_file=None,"
+            " progress_every=60.0)\n"
+            f"setattr(args, {option!r}, True)\n"
+            "start_logging(args)\n"
+            "logs.reset()"
+        )
+        assert loaded_after(code, ("rich",)) == set(), option

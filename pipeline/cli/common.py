@@ -15,6 +15,8 @@ from pipeline.core import logs
 from pipeline.core.errors import Transient
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from pipeline.config.spec import Job
     from pipeline.output.progress import Display
 
@@ -91,19 +93,25 @@ def check_model(job: Job) -> str:
 
 def start_logging(args: argparse.Namespace) -> Display | None:
     """Logging to match the options; returns the progress display to use, if any."""
-    from rich.console import Console
-
     from pipeline.output.progress import Bar, PlainLines
 
-    console = Console(stderr=True)
-    live = console.is_terminal and not args.quiet and not args.log_json
+    # a live bar only on a terminal, never with --quiet or --log-json (then rich is not loaded)
+    console = None if args.quiet or args.log_json else _terminal()
     logs.configure(
         stream=sys.stderr,
-        console=console if live else None,
+        console=console,
         json_lines=args.log_json,
         quiet=args.quiet,
         log_file=args.log_file,
     )
     if args.quiet:
         return None
-    return Bar(console) if live else PlainLines(args.progress_every)
+    return Bar(console) if console is not None else PlainLines(args.progress_every)
+
+
+def _terminal() -> Console | None:
+    """rich's console on stderr when rich takes it for a terminal, else None."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console if console.is_terminal else None
