@@ -5,7 +5,8 @@ Run:  python -m bench.startup                         (this checkout, 10 rounds)
 
 Each command runs as a subprocess of the checkout's own ``.venv/bin/python`` from the
 checkout's folder; wall time is measured around the process, peak RSS is ``wait4``'s
-``ru_maxrss``. Medians over the rounds, the checkouts interleaved so that load on the
+``ru_maxrss``, CPU time its user and system time (steadier than wall time on a busy
+machine). Medians over the rounds, the checkouts interleaved so that load on the
 machine hits both alike. Commands: ``pipeline --help``; ``pipeline validate`` of the sample
 job (loads the spec and lists the inputs: what a run does before its first request); the
 modules a text run imports before its first request; and those with the run's HTTP client
@@ -52,8 +53,11 @@ FIRST_REQUEST = "to the first request"
 HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf", "trio")
 
 
-def measure(checkout: Path, args: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one run of ``python ARGS`` in ``checkout``."""
+Sample = tuple[float, float, float]  # wall s, peak RSS MB, CPU s
+
+
+def measure(checkout: Path, args: list[str]) -> Sample:
+    """(wall seconds, peak RSS MB, CPU seconds) of one run of ``python ARGS`` in ``checkout``."""
     python = checkout / ".venv" / "bin" / "python"
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -63,11 +67,11 @@ def measure(checkout: Path, args: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{checkout}: python {' '.join(args)} failed")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def first_request(checkout: Path) -> tuple[float, float]:
-    """(seconds to the first byte of the run's first request, peak RSS MB then) of
+def first_request(checkout: Path) -> Sample:
+    """(seconds to the first byte of the run's first request, peak RSS MB and CPU s then) of
     ``pipeline run jobs/summarize.toml`` in ``checkout``, against a socket that never answers."""
     python = checkout / ".venv" / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if not k.endswith(("API_KEY", "BASE_URL"))}
@@ -96,7 +100,7 @@ def first_request(checkout: Path) -> tuple[float, float]:
         finally:
             process.kill()
             _, _, usage = os.wait4(process.pid, 0)
-    return arrived, usage.ru_maxrss / 1024
+    return arrived, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def heavy_imports(checkout: Path, args: list[str]) -> str:
@@ -115,20 +119,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     checkouts = [ROOT] + ([args.beside.resolve()] if args.beside else [])
-    header = "| checkout | command | wall s (median) | peak RSS MB (median) | heavy modules |"
+    header = (
+        "| checkout | command | wall s (median) | peak RSS MB (median) | CPU s (median) "
+        "| heavy modules |"
+    )
     print(header)
     print(separator(header))
     for name, command in [*COMMANDS.items(), (FIRST_REQUEST, [])]:
-        samples: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
+        samples: dict[Path, list[Sample]] = {c: [] for c in checkouts}
         for _ in range(args.rounds):
             for checkout in checkouts:
                 timed = first_request(checkout) if name == FIRST_REQUEST else None
                 samples[checkout].append(timed or measure(checkout, command))
         for checkout in checkouts:
-            walls = [wall for wall, _ in samples[checkout]]
-            rss = [mb for _, mb in samples[checkout]]
+            walls, rss, cpu = zip(*samples[checkout], strict=True)
             cells = [checkout.name, f"`{name}`", f"{statistics.median(walls):.2f}"]
-            cells += [f"{statistics.median(rss):.0f}", heavy_imports(checkout, command)]
+            cells += [f"{statistics.median(rss):.0f}", f"{statistics.median(cpu):.2f}"]
+            cells.append(heavy_imports(checkout, command))
             print(row(cells))
 
 
