@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: a simulator on a free port, a clock tests move, and
+"""Fixtures shared by the whole suite: a simulator on a free port, a clock tests move, a clock
+that skips the engine's sleeps, and
 tests of permission errors that run as root too (without root's permission capabilities)."""
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio.lowlevel
 import pytest
 
 from pipeline.simulator import SimulatorConfig, SimulatorServer
@@ -29,6 +31,27 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class SkipClock:
+    """Monotonic time that jumps ahead by whatever the engine sleeps: retry waits, the
+    pause after a 429 and pacing cost no real time, while the retry budget still counts
+    them. ``on_sleep`` runs after each jump (a test's way to act at a virtual moment)."""
+
+    def __init__(self, on_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        self.skipped = 0.0
+        self.waits: list[float] = []
+        self._on_sleep = on_sleep
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.skipped += max(0.0, seconds)
+        if self._on_sleep is not None:
+            await self._on_sleep(self.skipped)
+        await anyio.lowlevel.checkpoint()
 
 
 StartSimulator = Callable[..., SimulatorServer]

@@ -22,10 +22,10 @@ from pipeline.core.errors import ConfigError, ModelNotFound, NotOffered
 from pipeline.engine.client import MessagesClient
 from pipeline.engine.preflight import check_endpoint
 from pipeline.run.plan import make_plan
-from pipeline.run.runner import run_job
+from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import SimulatorConfig, SimulatorServer
 from pipeline.simulator.config import served_models
-from tests.conftest import StartSimulator
+from tests.conftest import SkipClock, StartSimulator
 from tests.readers.support import pdf_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,10 +269,12 @@ def test_a_batch_job_against_a_server_without_batches_stops_before_sending(
 def test_the_shipped_jobs_run_on_the_gateway_with_a_cost(
     start_simulator: StartSimulator, tmp_path: Path, spec: str
 ) -> None:
-    server = start_simulator(SimulatorConfig())
+    server = start_simulator(SimulatorConfig())  # no limits of its own: the job's tier paces
     job = load_job(JOBS / spec, output=str(tmp_path / "out.parquet"))
     assert job.spec.model.name in GATEWAY_IDS
-    outcome = anyio.run(run_job, job, endpoint_of(server))
+    clock = SkipClock()  # the Basic tier's 50 requests a minute, paced on virtual time
+    control = RunControl(clock=clock, sleep=clock.sleep)
+    outcome = anyio.run(run_job, job, endpoint_of(server), control)
     assert outcome.by_status.get("ok", 0) >= 3
     assert outcome.report["cost_usd"] > 0
     assert outcome.report["price_basis"].startswith("list price of Claude Sonnet")

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import polars as pl
 import pytest
 
@@ -30,7 +27,7 @@ from pipeline.config.spec import Job
 from pipeline.core.errors import HostUnreachable
 from pipeline.run.runner import RunControl, RunOutcome, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
-from tests.conftest import TEST_MODELS, StartSimulator
+from tests.conftest import TEST_MODELS, SkipClock, StartSimulator
 from tests.test_interrupts import make_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,27 +46,6 @@ SEEN_AS = {
     "stream_error": "overloaded",
     "rate_limited": "rate_limited",
 }
-
-
-class SkipClock:
-    """Monotonic time that jumps ahead by whatever the engine sleeps: retry waits, the
-    pause after a 429 and pacing cost no real time, while the retry budget still counts
-    them. ``on_sleep`` runs after each jump (a test's way to act at a virtual moment)."""
-
-    def __init__(self, on_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        self.skipped = 0.0
-        self.waits: list[float] = []
-        self._on_sleep = on_sleep
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.skipped
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.skipped += max(0.0, seconds)
-        if self._on_sleep is not None:
-            await self._on_sleep(self.skipped)
-        await anyio.lowlevel.checkpoint()
 
 
 def make_job(docs: Path, out: Path, *settings: str) -> Job:
