@@ -19,7 +19,7 @@ from pipeline.config.load import load_job
 from pipeline.core.errors import AuthenticationFailed
 from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import CONTEXT_WINDOW, SimulatorConfig, SimulatorServer
-from tests.conftest import StartSimulator
+from tests.conftest import SkipClock, StartSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ROOT / "jobs"
@@ -114,7 +114,9 @@ def test_code_review_skips_secrets_and_ignored_files(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     job = load_job(JOBS / "code_review.toml", output=str(tmp_path / "review.parquet"))
-    outcome = anyio.run(run_job, job, endpoint_of(simulator))
+    clock = SkipClock()  # the job's Basic tier (50 requests a minute) paced on virtual time
+    control = RunControl(clock=clock, sleep=clock.sleep)
+    outcome = anyio.run(run_job, job, endpoint_of(simulator), control)
     rows = pl.read_parquet(outcome.output)
     by_source = {r["source"]: r for r in rows.iter_rows(named=True)}
     assert by_source[".env"]["status"] == "skipped"
