@@ -16,9 +16,9 @@ import pytest
 from pipeline.config.load import load_job
 from pipeline.config.paths import page_path
 from pipeline.output.page import svg
-from pipeline.run.runner import run_job
+from pipeline.run.runner import RunControl, run_job
 from pipeline.simulator import Faults, SimulatorConfig, SimulatorServer
-from tests.conftest import StartSimulator
+from tests.conftest import SkipClock, StartSimulator
 from tests.page.conftest import Opened
 from tests.test_run import JOBS, endpoint_of
 
@@ -147,7 +147,9 @@ def test_a_run_with_faults_shows_429s_retries_and_errors_where_they_happened(
         output=str(tmp_path / "out.parquet"),
         overrides=["retry.max_attempts=2", 'limits.tier="basic"'],
     )
-    outcome = anyio.run(run_job, job, endpoint_of(server))
+    clock = SkipClock()  # the tier's pacing and the retry waits on virtual time
+    control = RunControl(clock=clock, sleep=clock.sleep)
+    outcome = anyio.run(run_job, job, endpoint_of(server), control)
     calls = pl.read_parquet(outcome.calls_output)
     t = calls["started_at"].dt.epoch("us") / 1e6
     calls = calls.with_columns((t - t.min()).alias("t"))
