@@ -90,9 +90,46 @@ def fake_clock() -> FakeClock:
     return FakeClock()
 
 
+class Stopping:
+    """Simulators stopping on threads of their own: uvicorn takes ~0.15 s to wind down (its
+    0.1 s tick, then a 0.1 s pause for the connections), which the next test need not wait
+    for. ``join`` waits for every one asked so far and raises what a stop raised."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._failures: list[BaseException] = []
+
+    def stop(self, server: SimulatorServer) -> None:
+        def run() -> None:
+            try:
+                server.stop()
+            except BaseException as exc:  # raised by the next join, in the main thread
+                self._failures.append(exc)
+
+        thread = threading.Thread(target=run, name="simulator-stop", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        if self._failures:
+            raise self._failures.pop()
+
+
+@pytest.fixture(scope="session")
+def stopping_simulators() -> Iterator[Stopping]:
+    """The simulators the tests' ``start_simulator`` started, all stopped by the session's end."""
+    stopping = Stopping()
+    yield stopping
+    stopping.join()
+
+
 @pytest.fixture
-def start_simulator() -> Iterator[StartSimulator]:
-    """Start simulators for a test; each is stopped when the test ends."""
+def start_simulator(stopping_simulators: Stopping) -> Iterator[StartSimulator]:
+    """Start simulators for a test; each is told to stop when the test ends, and has stopped
+    by the end of the next test that starts one (or of the session)."""
     servers: list[SimulatorServer] = []
 
     def start(config: SimulatorConfig | None = None, **kwargs: object) -> SimulatorServer:
@@ -102,8 +139,9 @@ def start_simulator() -> Iterator[StartSimulator]:
         return server
 
     yield start
+    stopping_simulators.join()  # the earlier tests' simulators: stopped long ago
     for server in servers:
-        server.stop()
+        stopping_simulators.stop(server)
 
 
 @pytest.fixture(scope="session")
