@@ -1,11 +1,12 @@
 """RSS of a running ``pipeline run`` over time, by phase, for ``bench.scale``.
 
 A thread reads ``/proc/PID/status`` (VmRSS) and ``/proc/PID/stat`` (CPU) every ``every``
-seconds while the run lasts, and tells the run's phase from its output folder: **running**
-until the first Parquet file is being written (its ``.NAME.XXXX.partial`` appears), **write**
-until the JSON report is there, then **page** (the HTML report) until the process exits. Every
-few samples it also reads how many documents the state holds (``max(rowid)`` of its
-``documents`` table, from a read-only connection), so growth can be read per document.
+seconds while the run lasts, and tells the run's phase: **running** until the state holds
+every document (``max(rowid)`` of its ``documents`` table, read every other sample from a
+read-only connection: growth can be read per document), **ending** until the first Parquet
+file is being written (its ``.NAME.XXXX.partial`` appears: the run's close, the imports of
+the writer), **write** until the JSON report is there, then **page** (the HTML report) until
+the process exits.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PHASES = ("running", "write", "page")
+PHASES = ("running", "ending", "write", "page")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -95,9 +96,12 @@ def _documents(state: Path) -> int | None:
 class Sampler:
     """Samples ``pid`` in a thread until ``stop``; ``out`` is the run's results file."""
 
-    def __init__(self, pid: int, out: Path, every: float = 0.5, count_every: int = 10) -> None:
+    def __init__(
+        self, pid: int, out: Path, documents: int, every: float = 0.5, count_every: int = 2
+    ) -> None:
         self.result = Samples()
         self._pid, self._out, self._every, self._count_every = pid, out, every, count_every
+        self._total = documents
         self._state = out.with_name(f"{out.stem}.state.sqlite")
         self._stop = threading.Event()
         self._started = time.perf_counter()
@@ -113,13 +117,13 @@ class Sampler:
                 return
             # Phases only move forward: the write's partial files come and go.
             found = _phase(self._out)
+            documents = None
+            if self._phase == "running" and n % self._count_every == 0:
+                documents = _documents(self._state)
+                if documents is not None and documents >= self._total and found == "running":
+                    found = "ending"
             if PHASES.index(found) > PHASES.index(self._phase):
                 self._phase = found
-            documents = (
-                _documents(self._state)
-                if self._phase == "running" and n % self._count_every == 0
-                else None
-            )
             at = time.perf_counter() - self._started
             self.result.samples.append(
                 Sample(at, rss, cpu_seconds(self._pid), self._phase, documents)

@@ -108,6 +108,7 @@ def run_pipeline(
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["MEGALLM_API_KEY"] = DEFAULT_API_KEY
     env.update(extra_env or {})
+    documents = sum(1 for _ in corpus.rglob("*.txt"))
     before = served(sim)
     sim_before = cpu_seconds(sim.pid)
     started = time.perf_counter()
@@ -119,7 +120,7 @@ def run_pipeline(
         ],
         cwd=checkout, env=env,
     )  # fmt: skip
-    sampler = Sampler(process.pid, out)
+    sampler = Sampler(process.pid, out, documents)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     samples = sampler.stop()
@@ -128,7 +129,6 @@ def run_pipeline(
     if process.returncode not in (0, 1):
         raise RuntimeError(f"pipeline run exited {process.returncode}")
     rows = pl.scan_parquet(out).select(pl.len()).collect().item()
-    documents = sum(1 for _ in corpus.rglob("*.txt"))
     cpu = usage.ru_utime + usage.ru_stime
     calls = served(sim) - before
     return Measured(documents, rows, wall, usage.ru_maxrss / 1024, calls, cpu, sim_cpu, samples)
@@ -183,7 +183,7 @@ def main() -> None:
 def _table(results: list[tuple[str, str, Measured]]) -> None:
     columns = (
         "documents | rows | API calls | wall s | docs/s | CPU s | sim CPU s | docs/CPU s | "
-        "peak RSS MB | RSS end of running MB | peak running / write / page MB"
+        "peak RSS MB | RSS end of running MB | peak " + " / ".join(PHASES) + " MB"
     )
     print(f"| checkout | run | {columns} |")
     print("|---|---|" + "---:|" * 11)
