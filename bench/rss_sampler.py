@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _phase(out: Path) -> str:
 
 def _documents(state: Path) -> int | None:
     try:
-        with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1) as db:
+        with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1)) as db:
             found = db.execute("select max(rowid) from documents").fetchone()[0]
         return int(found or 0)
     except sqlite3.Error:

@@ -148,12 +148,16 @@ def main() -> None:
     parser.add_argument("--no-rerun", action="store_true", help="first runs only")
     parser.add_argument("--beside", type=Path, help="another checkout to measure after each run")
     parser.add_argument(
+        "--only-beside", action="store_true", help="measure the --beside checkout alone"
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="for the runs measured"
     )
     parser.add_argument("--samples", type=Path, help="write every RSS sample here (CSV)")
     args = parser.parse_args()
     sizes = [2_000] if args.quick else sorted(args.sizes)
-    checkouts = [ROOT] + ([args.beside.resolve()] if args.beside else [])
+    checkouts = [] if args.only_beside else [ROOT]
+    checkouts += [args.beside.resolve()] if args.beside else []
     extra_env = dict(item.split("=", 1) for item in args.env)
     results: list[tuple[str, str, Measured]] = []
 
