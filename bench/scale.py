@@ -8,11 +8,14 @@ For each size N, N small generated text documents (a few hundred bytes each, in 
 subprocess against the simulator in another process (no limits, no latency, so the run is
 as fast as the pipeline can go). Measured:
 
-- peak RSS of the ``pipeline run`` process (``wait4``'s ``ru_maxrss``): target under 300 MB
-  at 100K, and flat with N;
+- peak RSS of the ``pipeline run`` process (``wait4``'s ``ru_maxrss``): target under 200 MB
+  at 100K, and flat with N; and RSS sampled over time (``bench.rss_sampler``): its peak in
+  each phase (running, ending, the Parquet write, the page), at the end of the running phase,
+  and at each tenth of the documents committed (``--samples FILE``: every sample, as CSV);
 - wall time, the run's CPU time (user + system: on a shared machine a run with fewer busy
-  threads gets a smaller share of the cores, so wall time alone misleads), and the
-  simulator's count of requests served.
+  threads gets a smaller share of the cores, so wall time alone misleads), the simulator's
+  CPU over the run and its count of requests served; documents per CPU second (the run's and
+  the simulator's together): the rate to compare between sizes on a loaded machine.
 
 Then the smallest size is run again, unchanged: the re-run must make 0 API calls (target)
 and finish in under 10 s at 10K documents (target), rewriting the same Parquet
@@ -20,7 +23,9 @@ and finish in under 10 s at 10K documents (target), rewriting the same Parquet
 
 ``--beside CHECKOUT`` runs the same with another checkout (its ``.venv/bin/python``, from its
 folder) right after each of this one's runs, against the same simulator: a baseline measured
-in the same hour on the same machine.
+in the same hour on the same machine (``--only-beside``: that checkout alone, so two
+checkouts can run at once, each with its own simulator). ``--env NAME=VALUE`` sets a variable
+for the runs measured (``MALLOC_ARENA_MAX=2``).
 """
 
 from __future__ import annotations
