@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from array import array
 import time
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 
