@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -58,30 +59,44 @@ class Reservation:
 
 class _History:
     """Running totals of what the pacer sent and was charged, to tell what happened after a
-    given moment: requests and input tokens reserved, output tokens charged."""
+    given moment: requests and input tokens reserved, output tokens charged.
+
+    Kept in typed arrays (32 bytes an event, not the ~180 of a float and a tuple of three
+    ints), and cut to the last ``_HISTORY_SECONDS`` once it holds 1.25 times that: at 100
+    documents a second the lists held 370 bytes a document for the whole of a run shorter
+    than half an hour."""
 
     def __init__(self) -> None:
-        self._times: list[float] = []
-        self._before: list[tuple[int, int, int]] = []  # totals just before each event
+        self._times = array("d")
+        # totals just before each event: requests, input tokens, output tokens
+        self._requests = array("q")
+        self._tokens = array("q")
+        self._output = array("q")
         self._totals = (0, 0, 0)
 
     def add(self, at: float, *, requests: int = 0, tokens: int = 0, output: int = 0) -> None:
-        self._times.append(at)
-        self._before.append(self._totals)
         done_requests, done_tokens, done_output = self._totals
+        self._times.append(at)
+        self._requests.append(done_requests)
+        self._tokens.append(done_tokens)
+        self._output.append(done_output)
         self._totals = (done_requests + requests, done_tokens + tokens, done_output + output)
-        if self._times[0] < at - 2 * _HISTORY_SECONDS:
+        if self._times[0] < at - 1.25 * _HISTORY_SECONDS:
             cut = bisect.bisect_left(self._times, at - _HISTORY_SECONDS)
-            del self._times[:cut], self._before[:cut]
+            for column in (self._times, self._requests, self._tokens, self._output):
+                del column[:cut]
 
     def since(self, moment: float) -> tuple[int, int, int]:
         """Requests, input tokens and output tokens recorded strictly after ``moment``."""
         index = bisect.bisect_right(self._times, moment)
         if index == len(self._times):
             return 0, 0, 0
-        requests, tokens, output = self._before[index]
         now_requests, now_tokens, now_output = self._totals
-        return now_requests - requests, now_tokens - tokens, now_output - output
+        return (
+            now_requests - self._requests[index],
+            now_tokens - self._tokens[index],
+            now_output - self._output[index],
+        )
 
 
 class Pacer:

@@ -3,6 +3,7 @@ upload to storage; what finished is written, and nothing an earlier run wrote is
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 from collections import Counter
@@ -50,6 +51,7 @@ class Ending:
 
 def write(job: Job, store: ResultStore, tally: Tally, rows: Rows, ending: Ending) -> RunOutcome:
     by_status: Counter[str] = Counter()
+    release_memory()  # what the run freed goes back before the files and the page are made
     keep = _keeps_earlier_output(job, store, ending.ended)
     written = 0
     if not keep:
@@ -66,6 +68,7 @@ def write(job: Job, store: ResultStore, tally: Tally, rows: Rows, ending: Ending
     if not keep:
         report.write(summary, job.output_path)
         if job.spec.output.html_report:
+            release_memory()
             _write_page(job, summary)
         if job.output_url is not None:
             _publish(job, job.output_url)
@@ -79,6 +82,18 @@ def write(job: Job, store: ResultStore, tally: Tally, rows: Rows, ending: Ending
         ending.ended,
         summary,
     )
+
+
+def release_memory() -> None:
+    """Give the memory the C allocator holds free back to the system (glibc's
+    ``malloc_trim``): the run's worker threads each leave an arena of freed blocks, which
+    would otherwise sit under the Parquet write and the page. Elsewhere, nothing."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _write_files(job: Job, store: ResultStore, rows: Rows, by_status: Counter[str]) -> int:

@@ -149,7 +149,9 @@ class ResultStore:
             check_state(path)
             os.ftruncate(self._lock, 0)
             os.pwrite(self._lock, str(os.getpid()).encode(), 0)
-            self._db = connect(path)
+            # threaded: the Parquet sink reads the output rows from polars' thread while
+            # the run waits for it (``pipeline.output.sink``); one thread at a time uses it.
+            self._db = connect(path, threaded=True)
             self._db.executescript(_SCHEMA)
             for statement in _RUN_SCHEMA:
                 self._db.execute(statement)

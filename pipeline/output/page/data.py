@@ -8,7 +8,6 @@ moments, marks are counted per sample, lists of documents are cut to their first
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,30 +15,13 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.core import rates
+from pipeline.output.page.timeline import Timeline, attempts_over_time
 from pipeline.output.sink import CALL_SCHEMA, DOC_SCHEMA
 
 TOP = 10  # documents in the "most expensive" and "slowest" tables, rows of structured output
 AFFECTED = 30  # source paths listed under each problem
 MAX_CATEGORIES = 12  # a column with more distinct values is not a category
 CELL = 200  # characters of a value shown in a table
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """The run's attempts over time, sampled at ``at`` (seconds from the start)."""
-
-    at: list[float]
-    requests: list[float]  # sent in the 60 s up to each moment
-    tokens: list[float]
-    in_flight: list[int]  # the most attempts in flight since the previous moment
-    rate_limited: list[int]  # 429s answered since the previous moment
-    retries: list[int]  # attempts after the first, sent since the previous moment
-    failed: list[int]  # other failed attempts since the previous moment
-    peak_requests: float
-    peak_tokens: float
-    peak_in_flight: int
-    totals: dict[str, int]  # attempts, rate_limited, retries, failed
 
 
 @dataclass(frozen=True)
@@ -99,7 +81,7 @@ def gather(
     sent = rows.filter(pl.col("attempts").fill_null(0) > 0)
     return PageData(
         report=report,
-        timeline=_timeline(mine, float(report["wall_s"]) - first) if len(mine) else None,
+        timeline=attempts_over_time(mine, float(report["wall_s"]) - first) if len(mine) else None,
         latencies=answered["latency_s"].drop_nulls().to_list(),
         cost_by_model=_cost_by_model(sent),
         expensive=_top(sent, "cost_usd"),
@@ -130,85 +112,6 @@ def _read(path: Path, schema: dict[str, Any], used: frozenset[str]) -> pl.DataFr
     return pl.read_parquet(path, columns=columns)
 
 
-def _samples(wall_s: float) -> list[float]:
-    count = int(min(600, max(120, wall_s / 10)))
-    step = max(wall_s, 1e-3) / count
-    return [step * (n + 1) for n in range(count)]
-
-
-def _timeline(attempts: pl.DataFrame, wall_s: float) -> Timeline:
-    t: list[float] = attempts["t"].to_list()
-    at = _samples(max(wall_s, t[-1]))
-    tokens = (
-        attempts["input_tokens"].fill_null(0) + attempts["output_tokens"].fill_null(0)
-    ).to_list()
-    ends = (attempts["t"] + attempts["latency_s"].fill_null(0)).to_list()
-    later = (attempts["attempt"] > 1).to_list()
-    limited = (attempts["status"] == 429).fill_null(False).to_list()
-    failed = attempts["error_type"].is_not_null() & (attempts["status"] != 429).fill_null(True)
-    flight = _in_flight(t, ends, at)
-    return Timeline(
-        at=at,
-        requests=rates.trailing(t, None, at),
-        tokens=rates.trailing(t, tokens, at),
-        in_flight=flight,
-        rate_limited=_per_sample(t, limited, at),
-        retries=_per_sample(t, later, at),
-        failed=_per_sample(t, failed.to_list(), at),
-        peak_requests=rates.peak(t),
-        peak_tokens=rates.peak(t, tokens),
-        peak_in_flight=_peak_in_flight(t, ends),
-        totals={
-            "attempts": len(t),
-            "rate_limited": sum(limited),
-            "retries": sum(later),
-            "failed": int(failed.sum()),
-        },
-    )
-
-
-def _bucket(t: float, at: list[float]) -> int:
-    step = at[0]
-    return min(len(at) - 1, max(0, math.ceil(t / step) - 1))
-
-
-def _per_sample(times: list[float], marked: list[bool], at: list[float]) -> list[int]:
-    counts = [0] * len(at)
-    for time, mark in zip(times, marked, strict=True):
-        if mark:
-            counts[_bucket(time, at)] += 1
-    return counts
-
-
-def _events(starts: list[float], ends: list[float]) -> list[tuple[float, int]]:
-    """Attempts starting (+1) and ending (-1), in time order; an end before a start at
-    the same moment."""
-    return sorted([(s, 1) for s in starts] + [(e, -1) for e in ends])
-
-
-def _in_flight(starts: list[float], ends: list[float], at: list[float]) -> list[int]:
-    """The most attempts in flight at once within each sample's stretch of time."""
-    events = _events(starts, ends)
-    most: list[int] = []
-    index = level = 0
-    for moment in at:
-        highest = level  # what was in flight when the stretch began
-        while index < len(events) and events[index][0] <= moment:
-            level += events[index][1]
-            index += 1
-            highest = max(highest, level)
-        most.append(highest)
-    return most
-
-
-def _peak_in_flight(starts: list[float], ends: list[float]) -> int:
-    level = best = 0
-    for _, change in _events(starts, ends):
-        level += change
-        best = max(best, level)
-    return best
-
-
 def _cost_by_model(sent: pl.DataFrame) -> list[tuple[str, int, float]]:
     grouped = (
         sent.group_by(pl.col("model").fill_null("(none)"))
@@ -219,7 +122,10 @@ def _cost_by_model(sent: pl.DataFrame) -> list[tuple[str, int, float]]:
 
 
 def _top(sent: pl.DataFrame, column: str) -> Table:
-    top = sent.filter(pl.col(column).is_not_null()).sort(column, descending=True).head(TOP)
+    present = sent.filter(pl.col(column).is_not_null())
+    # The rows of the TOP largest, in the order a sort of the whole frame gives them (ties
+    # too), without sorting every column of it.
+    top = present[present[column].arg_sort(descending=True).head(TOP)]
     return Table(
         ["document", "cost (USD)", "latency (s)", "tokens in / out", "attempts"],
         [
