@@ -35,6 +35,7 @@ def responder(status: int, body: Any, headers: dict[str, str] | None = None) -> 
         assert request.headers["x-api-key"] == KEY
         assert request.headers["anthropic-version"] == "2023-06-01"
         assert request.headers["user-agent"].startswith("pipeline/")
+        assert request.headers["content-type"] == "application/json"
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return httpx.Response(
             status, content=content, headers={"request-id": "req_1", **(headers or {})}
@@ -265,3 +266,33 @@ async def test_a_body_that_cannot_be_encoded_is_that_requests_error(
         with pytest.raises(errors.InvalidRequest):
             await client.count_tokens(params)
         assert (await client.create(PARAMS)).text  # the client is still fine
+
+
+@pytest.mark.anyio
+async def test_requests_go_under_the_base_urls_path(simulator: SimulatorServer) -> None:
+    # A gateway mounted under a path: every request keeps it (the messages URL is merged
+    # with the base once, when the client is made), and each says its body is JSON.
+    seen: list[tuple[str, str, str]] = []
+
+    async def forward(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.headers["content-type"]))
+        path = request.url.path.removeprefix("/gateway/anthropic")
+        async with httpx.AsyncClient(base_url=simulator.url) as real:
+            sent = await real.request(
+                request.method, path, content=request.content, headers=request.headers
+            )
+            return httpx.Response(sent.status_code, content=sent.content, headers=sent.headers)
+
+    base = "https://gw.example.test/gateway/anthropic"
+    endpoint = Endpoint(base, ApiKey(simulator.api_key))
+    async with MessagesClient(endpoint, transport=httpx.MockTransport(forward)) as client:
+        assert (await client.create(PARAMS)).text
+        assert (await client.create(PARAMS, stream=True)).text
+        assert await client.count_tokens(PARAMS) > 0
+    messages = "/gateway/anthropic/v1/messages"
+    json_type = "application/json"
+    assert seen == [
+        ("POST", messages, json_type),
+        ("POST", messages, json_type),
+        ("POST", messages + "/count_tokens", json_type),
+    ]
