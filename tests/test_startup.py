@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 HEAVY = ("polars", "pyarrow", "uvicorn", "starlette", "pypdf", "httpcore2", "trio")
 RUN_IMPORTS = (
     "import pipeline.cli, pipeline.run.runner, pipeline.output.progress\n"
@@ -142,26 +140,3 @@ def test_a_quiet_or_json_run_sets_up_its_logging_without_rich() -> None:
             "logs.reset()"
         )
         assert loaded_after(code, ("rich",)) == set(), option
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [(None, "dirty_decay_ms:0,muzzy_decay_ms:0"), ("narenas:2", "narenas:2")],
-)
-def test_the_command_line_tells_polars_allocator_to_give_memory_back(
-    given: str | None, expected: str
-) -> None:
-    # Set before polars is loaded (it reads the variable then), so a run's write and page
-    # do not stack; a setting of the user's own is left as it is.
-    probe = (
-        "import os, sys; from pipeline.cli import main\n"
-        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-        "print(os.environ.get('_RJEM_MALLOC_CONF'), 'polars' in sys.modules)"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
-    if given is not None:
-        env["_RJEM_MALLOC_CONF"] = given
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.splitlines()[-1].split() == [expected, "False"]  # polars not yet loaded

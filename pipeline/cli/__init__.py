@@ -84,15 +84,7 @@ def _reader_gone() -> int:
     return EXIT_BROKEN_PIPE
 
 
-# polars' allocator (jemalloc) keeps freed pages for 10 s by default. The end of a run
-# writes the Parquet files, then reads them again to draw the page: the pages the write
-# freed would still be held under the page's (issue 15: 219 -> 193 MB at 100K documents).
-# Read when polars loads, after this; a value the user set is kept.
-POLARS_ALLOCATOR = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault(*POLARS_ALLOCATOR)
     args = build_parser().parse_args(argv)
     commands = {
         "simulate": run_simulate,
