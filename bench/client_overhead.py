@@ -59,6 +59,7 @@ import anthropic
 import httpx
 
 from bench import table
+from bench.proc import cpu_seconds
 from bench.rate_use import SIMULATE, SimulatorProcess, build_workload
 from pipeline.config.endpoint import ApiKey, Endpoint
 from pipeline.core.limits import Limits
@@ -118,18 +119,12 @@ class Meter:
     """Wall time, this process's CPU time and the simulator process's, read together."""
 
     def __init__(self, sim_pid: int) -> None:
-        self._stat = f"/proc/{sim_pid}/stat"
-        self._tick = os.sysconf("SC_CLK_TCK")
+        self._sim_pid = sim_pid
         self._start = (0.0, 0.0, 0.0, 0.0)
-
-    def _simulator_cpu(self) -> float:
-        with open(self._stat) as file:
-            fields = file.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
 
     def _read(self) -> tuple[float, float, float, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads
-        return time.monotonic(), usage.ru_utime, usage.ru_stime, self._simulator_cpu()
+        return time.monotonic(), usage.ru_utime, usage.ru_stime, cpu_seconds(self._sim_pid)
 
     def start(self) -> None:
         gc.collect()

@@ -67,6 +67,7 @@ import anyio.to_thread
 import pypdf
 
 from bench import table
+from bench.proc import cpu_seconds
 from bench.rate_use import document_text
 from pipeline.core.limits import TIERS
 from pipeline.core.models import Document
@@ -223,12 +224,6 @@ def read_threads(
     return Read(documents, Timed(time.monotonic() - started, time.process_time() - cpu))
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def read_runner(candidates: Sequence[Candidate], options: InputOptions) -> Read:
     """As the runner reads: ``READ_THREADS`` + a thread per core, PDFs through the pool."""
     with PdfTextPool(extract=EXTRACTORS[options.pdf_text]) as pool:
@@ -236,9 +231,9 @@ def read_runner(candidates: Sequence[Candidate], options: InputOptions) -> Read:
         with ThreadPoolExecutor(pool.size) as threads:  # one file each: every worker starts
             list(threads.map(lambda n: pool.read_text(warm, f"warm-{n}.pdf"), range(pool.size)))
         pids = pool.pids
-        before = sum(_proc_cpu(pid) for pid in pids)
+        before = sum(cpu_seconds(pid) for pid in pids)
         read = read_threads(candidates, options, READ_THREADS + pool.size, pool)
-        workers = sum(_proc_cpu(pid) for pid in pids) - before
+        workers = sum(cpu_seconds(pid) for pid in pids) - before
     return Read(read.documents, Timed(read.timed.wall_s, read.timed.cpu_s + workers))
 
 

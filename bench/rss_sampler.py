@@ -19,8 +19,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.proc import cpu_seconds
+
 PHASES = ("running", "ending", "write", "page")
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -53,15 +54,6 @@ class Samples:
             if hit is not None:
                 found.append((count, hit.rss_mb))
         return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` so far (``/proc/PID/stat``), 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _rss_mb(pid: int) -> float | None:

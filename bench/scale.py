@@ -44,8 +44,9 @@ from pathlib import Path
 
 import polars as pl
 
+from bench.proc import cpu_seconds
 from bench.rate_use import SIMULATE, SimulatorProcess
-from bench.rss_sampler import PHASES, Sampler, Samples, cpu_seconds
+from bench.rss_sampler import PHASES, Sampler, Samples
 from pipeline.simulator import DEFAULT_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,6 +30,14 @@ def endpoint_of(server: SimulatorServer) -> Endpoint:
     return Endpoint(server.url, ApiKey(server.api_key), key_source="$TEST_KEY")
 
 
+def write_notes(folder: Path, count: int) -> Path:
+    """``count`` short notes, ``note-00.txt`` on, in a new ``folder``."""
+    folder.mkdir()
+    for n in range(count):
+        (folder / f"note-{n:02d}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    return folder
+
+
 def files_under(folder: Path, suffixes: tuple[str, ...]) -> set[str]:
     return {
         p.relative_to(folder).as_posix()
@@ -147,10 +155,7 @@ def test_wrong_key_stops_the_run_with_nothing_lost(
     and loses nothing: the finished rows stay in the output, and the next run with the right
     key sends only the document added since."""
     server = start_simulator()
-    docs, out = tmp_path / "docs", str(tmp_path / "out.parquet")
-    docs.mkdir()
-    for n in range(5):
-        (docs / f"note-{n}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    docs, out = write_notes(tmp_path / "docs", 5), str(tmp_path / "out.parquet")
     job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=out)
     right = Endpoint(server.url, ApiKey(server.api_key), key_source="$MEGALLM_API_KEY")
     first = anyio.run(run_job, job, right)
@@ -177,12 +182,9 @@ def test_a_rerun_reuses_exactly_the_unchanged_documents(
     """Finished documents are looked up a batch at a time: over several batches, a re-run
     sends only what changed or is new, keeps every unchanged one, and each input is one row."""
     server = start_simulator()
-    docs, out = tmp_path / "docs", str(tmp_path / "out.parquet")
-    docs.mkdir()
-    for n in range(60):
-        (docs / f"note-{n:02d}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    docs, out = write_notes(tmp_path / "docs", 60), str(tmp_path / "out.parquet")
     job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=out)
-    endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="$MEGALLM_API_KEY")
+    endpoint = endpoint_of(server)
     first = pl.read_parquet(anyio.run(run_job, job, endpoint).output)
     served = server.stats()["served"]["total"]
     for n in (3, 30, 59):
@@ -208,12 +210,9 @@ def test_a_rerun_that_changed_nothing_leaves_the_files_as_they_are(
     written again. A file that is not the one written (replaced, removed), --force, or a
     changed input: written again, whole."""
     server = start_simulator()
-    docs, out = tmp_path / "docs", tmp_path / "out.parquet"
-    docs.mkdir()
-    for n in range(20):
-        (docs / f"note-{n:02d}.txt").write_text(f"Note {n}: the board met.", encoding="utf-8")
+    docs, out = write_notes(tmp_path / "docs", 20), tmp_path / "out.parquet"
     job = load_job(JOBS / "summarize.toml", inputs=[str(docs)], output=str(out))
-    endpoint = Endpoint(server.url, ApiKey(server.api_key), key_source="$MEGALLM_API_KEY")
+    endpoint = endpoint_of(server)
     first = anyio.run(run_job, job, endpoint)
     calls = first.calls_output
     written = pl.read_parquet(out)

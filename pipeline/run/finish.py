@@ -51,7 +51,6 @@ class Ending:
 
 def write(job: Job, store: ResultStore, tally: Tally, rows: Rows, ending: Ending) -> RunOutcome:
     by_status: Counter[str] = Counter()
-    release_memory()  # what the run freed goes back before the files and the page are made
     keep = _keeps_earlier_output(job, store, ending.ended)
     written = 0
     if not keep:
@@ -111,7 +110,8 @@ def _write_files(job: Job, store: ResultStore, rows: Rows, by_status: Counter[st
     if digest is not None and (unchanged := store.written(files, digest)) is not None:
         by_status.update(unchanged)
         return sum(unchanged.values())
-    from pipeline.output import sink  # polars and pyarrow: loaded when the files are written
+    release_memory()  # what the run freed goes back before the files and the page are made
+    from pipeline.output import sink  # polars: loaded when the files are written
 
     def counted(found: Iterator[DocumentRow]) -> Iterator[DocumentRow]:
         for row in found:
