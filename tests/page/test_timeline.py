@@ -79,11 +79,25 @@ def test_the_curves_are_those_of_a_walk_through_the_attempts(
     assert line.peak_tokens == rates.peak(t, tokens)
     assert line.in_flight == walked_in_flight(t, ends, at)
     assert line.peak_in_flight == max(walked_in_flight(t, ends, sorted(t + ends)))
-    step = at[0]
-    limited = [0] * len(at)
-    for time, status in zip(t, attempts_frame["status"], strict=True):
-        if status == 429:
-            limited[min(len(at) - 1, max(0, math.ceil(time / step) - 1))] += 1
-    assert line.rate_limited == limited
-    assert line.totals["attempts"] == len(t)
-    assert line.totals["retries"] == sum(1 for a in attempts_frame["attempt"] if a > 1)
+    statuses = attempts_frame["status"].to_list()
+    limited = [status == 429 for status in statuses]
+    later = [number > 1 for number in attempts_frame["attempt"]]
+    failed = [status != 200 and status != 429 for status in statuses]  # None: failed too
+    assert line.rate_limited == per_sample(t, limited, at)
+    assert line.retries == per_sample(t, later, at)
+    assert line.failed == per_sample(t, failed, at)
+    assert line.totals == {
+        "attempts": len(t),
+        "rate_limited": sum(limited),
+        "retries": sum(later),
+        "failed": sum(failed),
+    }
+
+
+def per_sample(times: list[float], marked: list[bool], at: list[float]) -> list[int]:
+    """How many marked times fall in each sample's stretch, one attempt at a time."""
+    counts = [0] * len(at)
+    for time, mark in zip(times, marked, strict=True):
+        if mark:
+            counts[min(len(at) - 1, max(0, math.ceil(time / at[0]) - 1))] += 1
+    return counts
